@@ -1,0 +1,105 @@
+"""The program file: every date, batch, window and template the rules use."""
+
+import tomllib
+from datetime import date, datetime, time, timedelta
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Self
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DEFAULT_PROGRAM = "program.toml"
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class EligibilityRules(Frozen):
+    cancellations_from: date
+    cancellations_until: date
+    excluded_line_types: tuple[str, ...]
+    contract_change_cutoff: date
+
+
+class ApplicationRules(Frozen):
+    opens: date
+    closes: date
+    channels: tuple[str, ...]
+
+
+class RefundRules(Frozen):
+    batches: tuple[date, ...] = Field(min_length=1)
+    min_days_after_application: int = Field(ge=0)
+
+
+class SendWindow(Frozen):
+    start: time
+    end: time
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.start >= self.end:
+            raise ValueError("send_window: start must be before end")
+        return self
+
+    @classmethod
+    def parse(cls, text: str) -> "SendWindow":
+        """Parse `HH:MM-HH:MM`, the form used on the command line."""
+        start, sep, end = text.partition("-")
+        if not sep:
+            raise ValueError(f"send window {text!r}: expected HH:MM-HH:MM")
+        return cls(start=time.fromisoformat(start.strip()), end=time.fromisoformat(end.strip()))
+
+
+class Round(Frozen):
+    template: str
+    last_notice: bool = False
+
+
+class Program(Frozen):
+    timezone: str
+    carrier_name: str
+    eligibility: EligibilityRules
+    applications: ApplicationRules
+    refunds: RefundRules
+    send_window: SendWindow
+    rounds: dict[int, Round] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        ZoneInfo(self.timezone)  # raises on an unknown zone
+        if self.eligibility.cancellations_from > self.eligibility.cancellations_until:
+            raise ValueError("eligibility: cancellations_from is after cancellations_until")
+        if self.applications.opens > self.applications.closes:
+            raise ValueError("applications: opens is after closes")
+        if list(self.refunds.batches) != sorted(self.refunds.batches):
+            raise ValueError("refunds.batches: must be in date order")
+        latest_due = self.applications.closes + timedelta(self.refunds.min_days_after_application)
+        if self.refunds.batches[-1] < latest_due:
+            raise ValueError(
+                "refunds.batches: no batch pays an application made on the closing day"
+            )
+        return self
+
+    @cached_property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def local_date(self, moment: datetime) -> date:
+        """The program's calendar day of an aware timestamp."""
+        return moment.astimezone(self.tz).date()
+
+    def with_send_window(self, window: SendWindow) -> "Program":
+        return self.model_copy(update={"send_window": window})
+
+
+def load_program(path: str | Path | None = None) -> Program:
+    """Load a program file; without a path, the one shipped with the package."""
+    if path is None:
+        text = resources.files("rules").joinpath(DEFAULT_PROGRAM).read_text(encoding="utf-8")
+    else:
+        text = Path(path).read_text(encoding="utf-8")
+    return Program.model_validate(tomllib.loads(text))

@@ -1,0 +1,19 @@
+"""Pydantic models: the public contract's messages and the per-customer state."""
+
+from schemas.events import Application, Cancellation, Contact, ContractChange, Deadline
+from schemas.outputs import DeadLetter, Decision, Notification, Refund
+from schemas.state import CustomerState, SentRound
+
+__all__ = [
+    "Application",
+    "Cancellation",
+    "Contact",
+    "ContractChange",
+    "CustomerState",
+    "DeadLetter",
+    "Deadline",
+    "Decision",
+    "Notification",
+    "Refund",
+    "SentRound",
+]

@@ -1,0 +1,33 @@
+"""Per-customer state kept in the Faust table, keyed by customer_id."""
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.events import Application, Cancellation, Channel
+from schemas.outputs import Decision, Refund
+
+
+class SentRound(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    notification_id: str
+    channel: Channel
+    send_after: datetime
+
+
+class CustomerState(BaseModel):
+    customer_id: str
+    # Partition of the customer's events: the fan-out of a round walks one
+    # partition's customers, so each state records where it lives.
+    partition: int = 0
+    cancellation: Cancellation | None = None
+    decision: Decision | None = None
+    # Applications that arrived before any cancellation, resolved later.
+    pending_applications: list[Application] = Field(default_factory=list)
+    refund: Refund | None = None
+    rounds_sent: dict[int, SentRound] = Field(default_factory=dict)
+    # Rounds in which the customer was due but had neither phone nor e-mail.
+    unreachable_rounds: list[int] = Field(default_factory=list)
+    # Every cancellation/application event_id applied, for idempotency.
+    seen_event_ids: list[str] = Field(default_factory=list)

@@ -1,0 +1,2 @@
+"""The Faust application: topics, the customer table and the agents that wire the
+pure rules to Kafka."""

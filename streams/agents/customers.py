@@ -1,0 +1,139 @@
+"""The customer agent: cancellations, applications and round triggers for the
+customers of one partition, applied in order to the customer table."""
+
+import asyncio
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from aiokafka.errors import KafkaError
+from pydantic import BaseModel
+
+from rules.customer import Effects, on_application, on_cancellation, on_round
+from schemas.events import Application, Cancellation
+from schemas.state import CustomerState
+from streams.app import log, utcnow
+from streams.codec import BadMessage, dead_letter, parse
+
+if TYPE_CHECKING:
+    from faust.types import EventT
+
+    from streams.app import Pipeline
+
+SOURCE_HEADER = "waiver-source-topic"
+
+
+class RoundTrigger(BaseModel):
+    """Internal: guidance round `round` is to be processed on this partition."""
+
+    event_id: str
+    round: int
+    at: datetime
+
+
+def attach(p: "Pipeline") -> None:
+    names = p.names
+    table = p.customers
+
+    def load(customer_id: str) -> CustomerState | None:
+        stored = table.get(customer_id)
+        # Stored as JSON-mode dicts: lax parsing turns ISO strings back into dates.
+        return None if stored is None else CustomerState.model_validate(stored, strict=False)
+
+    async def send_effects(effects: Effects) -> list[Any]:
+        futures = []
+        for decision in effects.decisions:
+            futures.append(await p.publish(names.decisions, decision.customer_id, decision))
+        for refund in effects.refunds:
+            futures.append(await p.publish(names.refunds, refund.customer_id, refund))
+        for task in effects.notifications:
+            topic = names.sms if task.channel == "sms" else names.email
+            futures.append(await p.publish(topic, task.customer_id, task))
+        return futures
+
+    def store(effects: Effects) -> None:
+        if effects.changed:
+            table[effects.state.customer_id] = effects.state.model_dump(mode="json")
+
+    async def to_dead_letter(event: "EventT", source: str, error: str) -> None:
+        msg = event.message
+        letter = dead_letter(source, msg.partition, msg.offset, msg.key, msg.value, error,
+                             utcnow())
+        log.warning("dead letter from %s[%d]@%d: %s", source, msg.partition, msg.offset, error)
+        await (await p.publish(names.dead_letter, letter.key, letter))
+
+    async def on_customer_event(event: "EventT", source: str) -> None:
+        msg = event.message
+        model = Cancellation if source == names.cancellations else Application
+        try:
+            parsed = parse(model, msg.value)
+        except BadMessage as exc:
+            await to_dead_letter(event, source, str(exc))
+            return
+        customer_id = parsed.customer_id
+        home = p.partition_for(customer_id)
+        if msg.partition != home:
+            # Wrong or missing key: move the event to its customer's partition.
+            headers = {SOURCE_HEADER: source.encode()}
+            await p.rerouted.send(key=customer_id.encode(), value=msg.value, partition=home,
+                                  headers=headers)
+            return
+        state = load(customer_id)
+        if isinstance(parsed, Cancellation):
+            effects = on_cancellation(state, parsed, msg.partition, p.program, utcnow())
+        else:
+            effects = on_application(state, parsed, msg.partition, p.program)
+        # Outputs first, state after their ack: a crash in between repeats an
+        # output (same ids) but never loses one.
+        await asyncio.gather(*await send_effects(effects))
+        store(effects)
+
+    async def on_round_trigger(event: "EventT") -> None:
+        msg = event.message
+        trigger = RoundTrigger.model_validate_json(msg.value)
+        partition = msg.partition
+        keys = [key for key, value in table.items()
+                if value is not None and value.get("partition") == partition]
+        now = utcnow()
+        results: list[Effects] = []
+        for key in keys:
+            state = load(key)
+            if state is None:
+                continue
+            effects = on_round(state, trigger.round, trigger.at, p.program, now)
+            if effects.changed:
+                results.append(effects)
+        futures = []
+        for effects in results:
+            futures.extend(await send_effects(effects))
+        await asyncio.gather(*futures)
+        for effects in results:
+            store(effects)
+        sent = sum(len(e.notifications) for e in results)
+        unreachable = sum(len(e.unreachable_rounds) for e in results)
+        log.info("round %d partition %d: %d tasks, %d unreachable, %d customers",
+                 trigger.round, partition, sent, unreachable, len(keys))
+        progress = {"event_id": trigger.event_id, "round": trigger.round,
+                    "partition": partition, "partitions": p.settings.partitions,
+                    "customers": len(keys), "sent": sent, "unreachable": unreachable,
+                    "completed_at": now.isoformat()}
+        await (await p.publish(names.round_progress, None, json.dumps(progress).encode(),
+                               partition=partition))
+
+    @p.app.agent(p.customer_inputs, name="customers")
+    async def customers(stream: Any) -> None:
+        async for event in stream.events():
+            msg = event.message
+            source = msg.topic
+            if source == names.rerouted:
+                source = dict(event.headers or {}).get(SOURCE_HEADER, b"").decode()
+            try:
+                if source == names.round_triggers:
+                    await on_round_trigger(event)
+                else:
+                    await on_customer_event(event, source)
+            except KafkaError:
+                raise  # the broker is in trouble: let Faust retry, never drop
+            except Exception as exc:  # a bug must not stop the stream: park the event
+                log.exception("failed to process %s[%d]@%d", source, msg.partition, msg.offset)
+                await to_dead_letter(event, source, f"internal error: {type(exc).__name__}")
