@@ -84,7 +84,7 @@ def cmd_deadline(args: argparse.Namespace) -> int:
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
-    from streams.broker import broker_command
+    from brokers.tansu import broker_command
 
     command = broker_command(args.port)
     print(f"embedded tansu broker on 127.0.0.1:{args.port} (memory storage, no transactions); "
