@@ -53,8 +53,8 @@ def clean_text(value: str | None, fallback: str, limit: int = 40) -> str:
     whitespace collapsed. Templates print it; nothing in it is ever evaluated."""
     if not value:
         return fallback
-    kept = "".join(ch for ch in value if unicodedata.category(ch)[0] != "C")
-    kept = _SPACES.sub(" ", kept).strip()[:limit]
+    spaced = _SPACES.sub(" ", value)
+    kept = "".join(ch for ch in spaced if unicodedata.category(ch)[0] != "C").strip()[:limit]
     return kept or fallback
 
 

@@ -70,7 +70,10 @@ class Program(Frozen):
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        ZoneInfo(self.timezone)  # raises on an unknown zone
+        try:
+            ZoneInfo(self.timezone)
+        except (ValueError, LookupError) as exc:
+            raise ValueError(f"timezone: unknown time zone {self.timezone!r}") from exc
         if self.eligibility.cancellations_from > self.eligibility.cancellations_until:
             raise ValueError("eligibility: cancellations_from is after cancellations_until")
         if self.applications.opens > self.applications.closes:

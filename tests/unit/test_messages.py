@@ -1,0 +1,88 @@
+from datetime import datetime
+
+import pytest
+
+from rules.customer import on_cancellation, on_round
+from rules.messages import clean_text, euc_kr_length, notification_id, sms_type, won
+from rules.program import load_program
+from tests.factories import cancellation
+
+PROGRAM = load_program()
+NOW = datetime.fromisoformat("2026-01-21T10:00:00+09:00")
+
+
+def task(round_no: int = 1, **contact):
+    base = {"name": "김민수", "phone": "010-1234-5678", "email": "minsu@example.com",
+            "preferred_channel": "sms"}
+    base.update(contact)
+    state = on_cancellation(None, cancellation(customer_id="C77", contact=base), 0, PROGRAM,
+                            NOW).state
+    return on_round(state, round_no, NOW, PROGRAM, NOW).notifications[0]
+
+
+@pytest.mark.parametrize(("amount", "text"),
+                         [(0, "0원"), (999, "999원"), (184000, "184,000원"),
+                          (1234567, "1,234,567원")])
+def test_won(amount: int, text: str) -> None:
+    assert won(amount) == text
+
+
+@pytest.mark.parametrize("round_no", [1, 2, 3])
+@pytest.mark.parametrize("channel", ["sms", "email"])
+def test_body_names_customer_amount_deadline_and_channels(round_no: int, channel: str) -> None:
+    t = task(round_no, preferred_channel=channel)
+    assert t.channel == channel and t.round == round_no
+    assert t.template == f"guidance_round_{round_no}"
+    for text in ("김민수", "184,000원", "1월 31일", "홈페이지", "고객센터", "매장"):
+        assert text in t.body
+    assert ("마지막 안내" in t.body) == (round_no == 3)
+    if channel == "email":
+        assert t.subject and "184,000원" in t.subject
+        assert t.html and "<li>매장</li>" in t.html and "1월 31일" in t.html
+        assert t.message_type is None and t.to == "minsu@example.com"
+    else:
+        assert t.subject is None and t.html is None and t.to == "010-1234-5678"
+
+
+def test_sms_or_lms_by_euc_kr_bytes() -> None:
+    assert euc_kr_length("가" * 45) == 90
+    assert sms_type("가" * 45) == "SMS"
+    assert sms_type("가" * 45 + "a") == "LMS"
+    assert sms_type("a" * 90) == "SMS"
+    assert euc_kr_length("😀") == 2  # not in EUC-KR: counted as a 2-byte substitute
+    assert task().message_type == ("SMS" if euc_kr_length(task().body) <= 90 else "LMS")
+
+
+def test_long_guidance_is_lms() -> None:
+    assert task().message_type == "LMS"
+
+
+def test_notification_id_depends_on_customer_and_round_only() -> None:
+    assert notification_id("C1", 1) == notification_id("C1", 1)
+    assert len({notification_id("C1", 1), notification_id("C1", 2),
+                notification_id("C2", 1)}) == 3
+    assert task(1).notification_id == notification_id("C77", 1)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["{{ 7*7 }}", "{% for x in range(3) %}X{% endfor %}", "{{ self.__init__.__globals__ }}",
+     "<script>alert(1)</script>", "김\x00민\x1b[31m수\u202e", "A & B <b>"],
+)
+def test_names_are_text_never_template_code(name: str) -> None:
+    sms = task(name=name)
+    email = task(name=name, preferred_channel="email")
+    assert "49" not in sms.body and "XXX" not in sms.body
+    assert "<script>" not in (email.html or "")
+    assert not any(ord(ch) < 32 and ch != "\n" for ch in sms.body)
+    if "<" in name:
+        assert "&lt;" in (email.html or "")
+    if "{{" in name:
+        assert "{{" in sms.body  # printed literally
+
+
+def test_clean_text() -> None:
+    assert clean_text("  김\t민\n수  ", "고객") == "김 민 수"
+    assert clean_text(None, "고객") == "고객"
+    assert clean_text("\x00\x01", "고객") == "고객"
+    assert len(clean_text("가" * 500, "고객")) == 40
