@@ -131,6 +131,10 @@ class KafkaServer:
             "transaction.state.log.num.partitions": "8",
             "share.coordinator.state.topic.replication.factor": "1",
             "share.coordinator.state.topic.min.isr": "1",
+            # after a kill, the controller fences the dead incarnation only when its session
+            # times out (default 9 s): keep that short so a crash-restart takes ~5 s
+            "broker.heartbeat.interval.ms": "500",
+            "broker.session.timeout.ms": "3000",
         }
         path = self.data_dir / "server.properties"
         path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
@@ -191,10 +195,8 @@ class KafkaServer:
         self.proc = None
 
     def kill(self) -> None:
-        """Crash the broker (SIGKILL), as a power cut of the process would."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
+        """Crash the broker (SIGKILL): no flush, no controlled shutdown."""
+        if self.proc is not None:
             self.proc.kill()
             self.proc.wait()
         self.proc = None

@@ -67,6 +67,16 @@ class Pipeline:
             for name in names.outputs()
         }
         self.customers = self.app.Table("customers", default=None, partitions=n)
+        # Per partition (key: str(partition)), the rounds whose fan-out completed there:
+        # a redelivered or republished round is then a no-op.
+        self.rounds_done = self.app.Table("rounds-done", default=None, partitions=n)
+
+        @self.app.task
+        async def declare_outputs() -> None:
+            # Create the output topics up front, with the customer partition count, so
+            # consumers can subscribe before the first record is produced.
+            for topic in (*self.outputs.values(), self.round_triggers, self.rerouted):
+                await topic.maybe_declare()
 
         from streams.agents import customers, deadlines
 

@@ -92,6 +92,13 @@ def attach(p: "Pipeline") -> None:
         msg = event.message
         trigger = RoundTrigger.model_validate_json(msg.value)
         partition = msg.partition
+        done = dict(p.rounds_done.get(str(partition)) or {})
+        if str(trigger.round) in done:
+            log.info("round %d partition %d: already processed (%s), nothing to do",
+                     trigger.round, partition, done[str(trigger.round)]["event_id"])
+            await publish_progress(trigger, partition, customers=0, sent=0, unreachable=0,
+                                   repeat=True)
+            return
         keys = [key for key, value in table.items()
                 if value is not None and value.get("partition") == partition]
         now = utcnow()
@@ -113,10 +120,19 @@ def attach(p: "Pipeline") -> None:
         unreachable = sum(len(e.unreachable_rounds) for e in results)
         log.info("round %d partition %d: %d tasks, %d unreachable, %d customers",
                  trigger.round, partition, sent, unreachable, len(keys))
+        done[str(trigger.round)] = {"event_id": trigger.event_id, "at": trigger.at.isoformat(),
+                                    "sent": sent, "unreachable": unreachable,
+                                    "completed_at": now.isoformat()}
+        p.rounds_done[str(partition)] = done
+        await publish_progress(trigger, partition, customers=len(keys), sent=sent,
+                               unreachable=unreachable, repeat=False)
+
+    async def publish_progress(trigger: RoundTrigger, partition: int, *, customers: int,
+                               sent: int, unreachable: int, repeat: bool) -> None:
         progress = {"event_id": trigger.event_id, "round": trigger.round,
                     "partition": partition, "partitions": p.settings.partitions,
-                    "customers": len(keys), "sent": sent, "unreachable": unreachable,
-                    "completed_at": now.isoformat()}
+                    "customers": customers, "sent": sent, "unreachable": unreachable,
+                    "repeat": repeat, "completed_at": utcnow().isoformat()}
         await (await p.publish(names.round_progress, None, json.dumps(progress).encode(),
                                partition=partition))
 

@@ -66,14 +66,14 @@ def test_unknown_fields_are_ignored_and_contact_is_optional() -> None:
 
 def test_applications_and_deadlines() -> None:
     assert parse(Application, json.dumps(application_dict()).encode()).channel == "web"
-    with pytest.raises(BadMessage, match="^channel"):
+    with pytest.raises(BadMessage, match=r"^channel"):
         parse(Application, json.dumps(application_dict(channel="fax")).encode())
     deadline = {"event_id": "d-round-1", "kind": "guidance_round", "round": 1,
                 "at": "2026-01-21T10:00:00+09:00"}
     assert parse(Deadline, json.dumps(deadline).encode()).round == 1
-    with pytest.raises(BadMessage, match="^kind"):
+    with pytest.raises(BadMessage, match=r"^kind"):
         parse(Deadline, json.dumps(dict(deadline, kind="party")).encode())
-    with pytest.raises(BadMessage, match="^round"):
+    with pytest.raises(BadMessage, match=r"^round"):
         parse(Deadline, json.dumps(dict(deadline, round=0)).encode())
 
 
