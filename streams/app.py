@@ -37,7 +37,7 @@ class Pipeline:
             store="memory://",
             processing_guarantee=settings.processing_guarantee,
             topic_partitions=settings.partitions,
-            topic_replication_factor=1,
+            topic_replication_factor=settings.replication_factor,
             broker_session_timeout=settings.session_timeout,
             broker_heartbeat_interval=max(1.0, settings.session_timeout / 4),
             consumer_auto_offset_reset="earliest",
@@ -70,13 +70,6 @@ class Pipeline:
         # Per partition (key: str(partition)), the rounds whose fan-out completed there:
         # a redelivered or republished round is then a no-op.
         self.rounds_done = self.app.Table("rounds-done", default=None, partitions=n)
-
-        @self.app.task
-        async def declare_outputs() -> None:
-            # Create the output topics up front, with the customer partition count, so
-            # consumers can subscribe before the first record is produced.
-            for topic in (*self.outputs.values(), self.round_triggers, self.rerouted):
-                await topic.maybe_declare()
 
         from streams.agents import customers, deadlines
 

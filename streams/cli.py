@@ -24,7 +24,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    names = ["broker", "topic_prefix", "partitions", "program_file", "send_window", "web_port",
+    names = ["broker", "topic_prefix", "partitions", "replication_factor", "program_file", "send_window", "web_port",
              "web_host", "data_dir", "processing_guarantee", "log_level", "session_timeout"]
     return Settings.from_env(**{n: getattr(args, n, None) for n in names})
 
@@ -33,15 +33,27 @@ def cmd_worker(args: argparse.Namespace) -> int:
     import faust
 
     from streams.app import Pipeline
+    from streams.runner import READY_LINE
+
+    from streams.admin import TopicMismatch, ensure_topics
 
     settings = _settings(args)
     pipeline = Pipeline(settings)
+    try:
+        asyncio.run(ensure_topics(settings))
+    except TopicMismatch as exc:
+        print(f"waiver worker: {exc}", file=sys.stderr)
+        return 2
     print(f"waiver worker: broker {settings.broker}, topics prefixed {settings.topic_prefix!r}, "
           f"{settings.partitions} partitions, processing guarantee "
           f"{settings.processing_guarantee}, web on {settings.web_host}:{settings.web_port}",
           flush=True)
-    worker = faust.Worker(pipeline.app, loglevel=settings.log_level.upper(),
-                          redirect_stdouts=False)
+    class Worker(faust.Worker):
+        async def on_startup_finished(self) -> None:
+            await super().on_startup_finished()
+            print(READY_LINE, flush=True)  # what `streams.runner` waits for
+
+    worker = Worker(pipeline.app, loglevel=settings.log_level.upper(), redirect_stdouts=False)
     worker.execute_from_commandline()
     return 0
 
@@ -96,7 +108,8 @@ def cmd_broker(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from streams.demo import run_demo
 
-    return run_demo(customers=args.customers, seed=args.seed, show=args.show)
+    workdir = Path(args.workdir) if args.workdir else None
+    return run_demo(customers=args.customers, seed=args.seed, show=args.show, workdir=workdir)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -113,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--program-file", help="program file (TOML); default: the one shipped")
     worker.add_argument("--send-window", help="daily send window HH:MM-HH:MM, Seoul time; "
                         "overrides the program file")
+    worker.add_argument("--replication-factor", type=int,
+                        help="replication of the topics the worker creates (default 1)")
     worker.add_argument("--web-port", type=int, help="web server port (default 6066)")
     worker.add_argument("--web-host", help="web server address (default 127.0.0.1)")
     worker.add_argument("--data-dir", help="local state folder (default .waiver-data)")
@@ -156,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--customers", type=int, default=3000, help="population size (3000)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (7)")
     demo.add_argument("--show", type=int, default=3, help="rendered messages to print (3)")
+    demo.add_argument("--workdir", help="keep the broker and worker logs here "
+                      "(default: a temporary folder, removed at the end)")
     demo.set_defaults(func=cmd_demo)
     return parser
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from streams.settings import ENV_PREFIX, Settings
 
-READY_LINE = "Worker]: Ready"
+READY_LINE = "waiver worker ready: tables recovered, processing"
 
 
 class WorkerProcess:

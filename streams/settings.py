@@ -16,6 +16,7 @@ class Settings:
     program_file: str | None = None
     send_window: str | None = None  # HH:MM-HH:MM, overrides the program file
     partitions: int = 8
+    replication_factor: int = 1
     app_id: str | None = None  # default: "<topic_prefix>waiver-pipeline"
     web_host: str = "127.0.0.1"
     web_port: int = 6066
