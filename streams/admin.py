@@ -2,6 +2,7 @@
 topics whose partition counts would break co-partitioning."""
 
 import asyncio
+import contextlib
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -50,10 +51,8 @@ async def ensure_topics(settings: Settings, attempts: int = 30) -> dict[str, int
         missing = [t for t in wanted if t not in existing]
         if missing:
             new = [NewTopic(t, settings.partitions, settings.replication_factor) for t in missing]
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker won the race
                 await admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass  # another worker won the race
             log.info("created topics: %s", ", ".join(missing))
         counts: dict[str, int] = {}
         for _ in range(50):  # creation is asynchronous on some brokers

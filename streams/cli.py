@@ -4,6 +4,7 @@ import argparse
 import asyncio
 import os
 import sys
+from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -24,18 +25,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    names = ["broker", "topic_prefix", "partitions", "replication_factor", "program_file", "send_window", "web_port",
-             "web_host", "data_dir", "processing_guarantee", "log_level", "session_timeout"]
-    return Settings.from_env(**{n: getattr(args, n, None) for n in names})
+    return Settings.from_env(**{f.name: getattr(args, f.name, None) for f in fields(Settings)})
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     import faust
 
+    from streams.admin import TopicMismatch, ensure_topics
     from streams.app import Pipeline
     from streams.runner import READY_LINE
-
-    from streams.admin import TopicMismatch, ensure_topics
 
     settings = _settings(args)
     pipeline = Pipeline(settings)
