@@ -22,10 +22,15 @@ class Record:
 
 
 class OutputReader:
-    """Consumes `topics` in the background, without a consumer group."""
+    """Consumes `topics` in the background, without a consumer group.
 
-    def __init__(self, bootstrap: str, topics: list[str]) -> None:
+    Reads only committed records by default: what a gateway sees under exactly-once.
+    """
+
+    def __init__(self, bootstrap: str, topics: list[str],
+                 isolation_level: str = "read_committed") -> None:
         self.bootstrap = bootstrap
+        self.isolation_level = isolation_level
         self.topics = topics
         self.records: dict[str, list[Record]] = defaultdict(list)
         self._consumer: AIOKafkaConsumer | None = None
@@ -36,7 +41,7 @@ class OutputReader:
         self._consumer = AIOKafkaConsumer(
             *self.topics, bootstrap_servers=self.bootstrap, group_id=None,
             auto_offset_reset="earliest", enable_auto_commit=False, metadata_max_age_ms=1000,
-            fetch_max_bytes=16 * 1024 * 1024)
+            fetch_max_bytes=16 * 1024 * 1024, isolation_level=self.isolation_level)
         await self._consumer.start()
         self._task = asyncio.create_task(self._run())
         return self

@@ -23,11 +23,15 @@ from streams.settings import Settings
 from streams.topics import TopicNames
 
 PARTITIONS = 4
+BROKER = os.environ.get("WAIVER_TEST_BROKER", "tansu")
+# Exactly-once needs transactions: Apache Kafka has them, tansu does not.
+GUARANTEE = os.environ.get("WAIVER_TEST_GUARANTEE",
+                           "at_least_once" if BROKER == "tansu" else "exactly_once")
 
 
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    choice = os.environ.get("WAIVER_TEST_BROKER", "tansu")
+    choice = BROKER
     folder = tmp_path_factory.mktemp("broker")
     if choice == "tansu":
         with embedded_broker(log_file=folder / "tansu.log") as bootstrap:
@@ -50,6 +54,7 @@ def worker_settings(broker: str, folder: Path, **overrides: Any) -> Settings:
         "web_port": free_port(),
         "data_dir": str(folder / "data"),
         "log_level": "info",
+        "processing_guarantee": GUARANTEE,
     }
     values.update(overrides)
     return Settings(**values)
