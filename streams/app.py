@@ -4,13 +4,17 @@
 the agents themselves, one module per concern.
 """
 
+import asyncio
 import logging
+import signal
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
 from aiokafka.partitioner import murmur2
 
+from streams import faust_fixes
 from streams.settings import Settings
 from streams.topics import TopicNames
 
@@ -21,6 +25,20 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _dump_tasks() -> None:
+    """Each asyncio task's await chain, innermost last."""
+    for task in asyncio.all_tasks():
+        lines = [f"task {task.get_name()}:"]
+        coro: Any = task.get_coro()
+        while coro is not None:
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None)
+            if frame is not None:
+                lines.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} "
+                             f"{frame.f_code.co_name}")
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+        print("\n".join(lines), file=sys.stderr)
+
+
 def partition_for(customer_id: str, partitions: int) -> int:
     """The partition Kafka's default (murmur2) partitioner picks for a customer key."""
     return (murmur2(customer_id.encode()) & 0x7FFFFFFF) % partitions
@@ -28,6 +46,7 @@ def partition_for(customer_id: str, partitions: int) -> int:
 
 class Pipeline:
     def __init__(self, settings: Settings) -> None:
+        faust_fixes.install()
         self.settings = settings
         self.program = settings.program()
         self.names = TopicNames(settings.topic_prefix)
@@ -61,28 +80,26 @@ class Pipeline:
         self.deadlines = self.app.topic(names.deadlines, **raw)
         self.round_triggers = self.app.topic(names.round_triggers, internal=True, **raw)
         self.rerouted = self.app.topic(names.rerouted, internal=True, **raw)
-        self.outputs = {
-            name: self.app.topic(name, partitions=n, key_serializer="raw",
-                                 value_serializer="raw")
-            for name in names.outputs()
-        }
-        self.customers = self.app.Table("customers", default=None, partitions=n)
+        self.customers = self.app.Table("customers", default=None, partitions=n, key_type=str)
         # Per partition (key: str(partition)), the rounds whose fan-out completed there:
         # a redelivered or republished round is then a no-op.
-        self.rounds_done = self.app.Table("rounds-done", default=None, partitions=n)
+        self.rounds_done = self.app.Table("rounds-done", default=None, partitions=n,
+                                          key_type=str)
+
+        @self.app.task
+        async def dump_tasks_on_sigusr1() -> None:
+            # `kill -USR1 <pid>` prints every asyncio task's stack: for a stuck worker.
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGUSR1, self._dump_state)
 
         from streams.agents import customers, deadlines
 
         customers.attach(self)
         deadlines.attach(self)
 
+    def _dump_state(self) -> None:
+        print("topic groups:", dict(self.app.assignor._topic_groups), file=sys.stderr)
+        _dump_tasks()
+
     def partition_for(self, customer_id: str) -> int:
         return partition_for(customer_id, self.settings.partitions)
-
-    async def publish(self, topic: str, key: str | None, value: Any,
-                      partition: int | None = None) -> Any:
-        """Queue one JSON record; returns a future resolved when the broker acks it."""
-        body = value if isinstance(value, bytes) else value.model_dump_json().encode()
-        return await self.outputs[topic].send(
-            key=key.encode() if key is not None else None, value=body, partition=partition
-        )

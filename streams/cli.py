@@ -36,6 +36,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from streams.runner import READY_LINE
 
     settings = _settings(args)
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     pipeline = Pipeline(settings)
     try:
         asyncio.run(ensure_topics(settings))

@@ -1,7 +1,6 @@
 """The customer agent: cancellations, applications and round triggers for the
 customers of one partition, applied in order to the customer table."""
 
-import asyncio
 import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -14,6 +13,7 @@ from schemas.events import Application, Cancellation
 from schemas.state import CustomerState
 from streams.app import log, utcnow
 from streams.codec import BadMessage, dead_letter, parse
+from streams.writer import EventWriter
 
 if TYPE_CHECKING:
     from faust.types import EventT
@@ -31,6 +31,10 @@ class RoundTrigger(BaseModel):
     at: datetime
 
 
+def encode(model: BaseModel) -> bytes:
+    return model.model_dump_json().encode()
+
+
 def attach(p: "Pipeline") -> None:
     names = p.names
     table = p.customers
@@ -40,27 +44,24 @@ def attach(p: "Pipeline") -> None:
         # Stored as JSON-mode dicts: lax parsing turns ISO strings back into dates.
         return None if stored is None else CustomerState.model_validate(stored, strict=False)
 
-    async def send_effects(effects: Effects) -> list[Any]:
-        futures = []
+    async def write(w: EventWriter, effects: Effects) -> None:
         for decision in effects.decisions:
-            futures.append(await p.publish(names.decisions, decision.customer_id, decision))
+            await w.send(names.decisions, decision.customer_id.encode(), encode(decision))
         for refund in effects.refunds:
-            futures.append(await p.publish(names.refunds, refund.customer_id, refund))
+            await w.send(names.refunds, refund.customer_id.encode(), encode(refund))
         for task in effects.notifications:
             topic = names.sms if task.channel == "sms" else names.email
-            futures.append(await p.publish(topic, task.customer_id, task))
-        return futures
-
-    def store(effects: Effects) -> None:
+            await w.send(topic, task.customer_id.encode(), encode(task))
         if effects.changed:
-            table[effects.state.customer_id] = effects.state.model_dump(mode="json")
+            w.put(table, effects.state.customer_id, effects.state.model_dump(mode="json"))
 
     async def to_dead_letter(event: "EventT", source: str, error: str) -> None:
         msg = event.message
         letter = dead_letter(source, msg.partition, msg.offset, msg.key, msg.value, error,
                              utcnow())
         log.warning("dead letter from %s[%d]@%d: %s", source, msg.partition, msg.offset, error)
-        await (await p.publish(names.dead_letter, letter.key, letter))
+        async with EventWriter(p, event) as w:
+            await w.send(names.dead_letter, msg.key, encode(letter))
 
     async def on_customer_event(event: "EventT", source: str) -> None:
         msg = event.message
@@ -72,69 +73,61 @@ def attach(p: "Pipeline") -> None:
             return
         customer_id = parsed.customer_id
         home = p.partition_for(customer_id)
-        if msg.partition != home:
-            # Wrong or missing key: move the event to its customer's partition.
-            headers = {SOURCE_HEADER: source.encode()}
-            await p.rerouted.send(key=customer_id.encode(), value=msg.value, partition=home,
-                                  headers=headers)
-            return
-        state = load(customer_id)
-        if isinstance(parsed, Cancellation):
-            effects = on_cancellation(state, parsed, msg.partition, p.program, utcnow())
-        else:
-            effects = on_application(state, parsed, msg.partition, p.program)
-        # Outputs first, state after their ack: a crash in between repeats an
-        # output (same ids) but never loses one.
-        await asyncio.gather(*await send_effects(effects))
-        store(effects)
+        async with EventWriter(p, event) as w:
+            if msg.partition != home:
+                # Wrong or missing key: move the event to its customer's partition.
+                await w.send(names.rerouted, customer_id.encode(), msg.value, partition=home,
+                             headers=[(SOURCE_HEADER, source.encode())])
+                return
+            state = load(customer_id)
+            if isinstance(parsed, Cancellation):
+                effects = on_cancellation(state, parsed, msg.partition, p.program, utcnow())
+            else:
+                effects = on_application(state, parsed, msg.partition, p.program)
+            await write(w, effects)
 
     async def on_round_trigger(event: "EventT") -> None:
         msg = event.message
         trigger = RoundTrigger.model_validate_json(msg.value)
         partition = msg.partition
-        done = dict(p.rounds_done.get(str(partition)) or {})
-        if str(trigger.round) in done:
-            log.info("round %d partition %d: already processed (%s), nothing to do",
-                     trigger.round, partition, done[str(trigger.round)]["event_id"])
-            await publish_progress(trigger, partition, customers=0, sent=0, unreachable=0,
-                                   repeat=True)
-            return
-        keys = [key for key, value in table.items()
-                if value is not None and value.get("partition") == partition]
-        now = utcnow()
-        results: list[Effects] = []
-        for key in keys:
-            state = load(key)
-            if state is None:
-                continue
-            effects = on_round(state, trigger.round, trigger.at, p.program, now)
-            if effects.changed:
-                results.append(effects)
-        futures = []
-        for effects in results:
-            futures.extend(await send_effects(effects))
-        await asyncio.gather(*futures)
-        for effects in results:
-            store(effects)
-        sent = sum(len(e.notifications) for e in results)
-        unreachable = sum(len(e.unreachable_rounds) for e in results)
-        log.info("round %d partition %d: %d tasks, %d unreachable, %d customers",
-                 trigger.round, partition, sent, unreachable, len(keys))
-        done[str(trigger.round)] = {"event_id": trigger.event_id, "at": trigger.at.isoformat(),
-                                    "sent": sent, "unreachable": unreachable,
-                                    "completed_at": now.isoformat()}
-        p.rounds_done[str(partition)] = done
-        await publish_progress(trigger, partition, customers=len(keys), sent=sent,
-                               unreachable=unreachable, repeat=False)
+        async with EventWriter(p, event) as w:
+            done = dict(p.rounds_done.get(str(partition)) or {})
+            if str(trigger.round) in done:
+                log.info("round %d partition %d: already processed (%s), nothing to do",
+                         trigger.round, partition, done[str(trigger.round)]["event_id"])
+                await progress(w, trigger, partition, customers=0, sent=0, unreachable=0,
+                               repeat=True)
+                return
+            keys = [key for key, value in table.items()
+                    if value is not None and value.get("partition") == partition]
+            now = utcnow()
+            sent = unreachable = 0
+            for key in keys:
+                state = load(key)
+                if state is None:
+                    continue
+                effects = on_round(state, trigger.round, trigger.at, p.program, now)
+                sent += len(effects.notifications)
+                unreachable += len(effects.unreachable_rounds)
+                await write(w, effects)
+            log.info("round %d partition %d: %d tasks, %d unreachable, %d customers",
+                     trigger.round, partition, sent, unreachable, len(keys))
+            done[str(trigger.round)] = {"event_id": trigger.event_id,
+                                        "at": trigger.at.isoformat(), "sent": sent,
+                                        "unreachable": unreachable,
+                                        "completed_at": now.isoformat()}
+            w.put(p.rounds_done, str(partition), done)
+            await progress(w, trigger, partition, customers=len(keys), sent=sent,
+                           unreachable=unreachable, repeat=False)
 
-    async def publish_progress(trigger: RoundTrigger, partition: int, *, customers: int,
-                               sent: int, unreachable: int, repeat: bool) -> None:
-        progress = {"event_id": trigger.event_id, "round": trigger.round,
-                    "partition": partition, "partitions": p.settings.partitions,
-                    "customers": customers, "sent": sent, "unreachable": unreachable,
-                    "repeat": repeat, "completed_at": utcnow().isoformat()}
-        await (await p.publish(names.round_progress, None, json.dumps(progress).encode(),
-                               partition=partition))
+    async def progress(w: EventWriter, trigger: RoundTrigger, partition: int, *,
+                       customers: int, sent: int, unreachable: int, repeat: bool) -> None:
+        record = {"event_id": trigger.event_id, "round": trigger.round, "partition": partition,
+                  "partitions": p.settings.partitions, "customers": customers, "sent": sent,
+                  "unreachable": unreachable, "repeat": repeat,
+                  "completed_at": utcnow().isoformat()}
+        await w.send(names.round_progress, None, json.dumps(record).encode(),
+                     partition=partition)
 
     @p.app.agent(p.customer_inputs, name="customers")
     async def customers(stream: Any) -> None:

@@ -2,12 +2,12 @@
 broadcast as a round trigger to every partition of the customer table, so each
 worker walks the customers it owns."""
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 from schemas.events import Deadline
 from streams.app import log, utcnow
 from streams.codec import BadMessage, dead_letter, parse
+from streams.writer import EventWriter
 
 if TYPE_CHECKING:
     from streams.app import Pipeline
@@ -30,14 +30,13 @@ def attach(p: "Pipeline") -> None:
                 letter = dead_letter(msg.topic, msg.partition, msg.offset, msg.key, msg.value,
                                      str(exc), utcnow())
                 log.warning("dead letter from %s: %s", msg.topic, exc)
-                await (await p.publish(names.dead_letter, letter.key, letter))
+                async with EventWriter(p, event) as w:
+                    await w.send(names.dead_letter, msg.key, letter.model_dump_json().encode())
                 continue
             trigger = deadline.model_dump_json(include={"event_id", "round", "at"}).encode()
-            futures = [
-                await p.round_triggers.send(key=deadline.event_id.encode(), value=trigger,
-                                            partition=partition)
-                for partition in range(p.settings.partitions)
-            ]
-            await asyncio.gather(*futures)
+            async with EventWriter(p, event) as w:
+                for partition in range(p.settings.partitions):
+                    await w.send(names.round_triggers, deadline.event_id.encode(), trigger,
+                                 partition=partition)
             log.info("round %d (%s) broadcast to %d partitions", deadline.round,
-                     deadline.event_id, len(futures))
+                     deadline.event_id, p.settings.partitions)

@@ -4,8 +4,8 @@ import pytest
 
 from streams.reader import OutputReader
 from streams.topics import TopicNames
+from tests.conftest import Publisher
 from tests.factories import application_dict, cancellation_dict
-from tests.integration.conftest import Publisher
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ from rules.messages import notification_id
 from streams.app import partition_for
 from streams.reader import OutputReader
 from streams.topics import TopicNames
+from tests.conftest import PARTITIONS, Publisher
 from tests.factories import application_dict, cancellation_dict
-from tests.integration.conftest import PARTITIONS, Publisher
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""One broker and one worker per test session; each test uses its own customers.
+"""Shared fixtures: one broker and one worker per test session; each test uses its own customers.
 
 The broker is the embedded tansu broker unless `WAIVER_TEST_BROKER` says
 otherwise: `kafka` (Apache Kafka in KRaft mode, downloaded and started here)
@@ -102,6 +102,12 @@ class Publisher:
     async def send_all(self, topic: str, values: list[Any]) -> None:
         for value in values:
             await self.send(topic, value)
+
+    async def send_many(self, topic: str, values: list[dict[str, Any]]) -> list[Any]:
+        """Pipelined publish keyed by customer_id; returns each record's metadata."""
+        futures = [await self.producer.send(topic, json.dumps(v, ensure_ascii=False).encode(),
+                                            key=v["customer_id"].encode()) for v in values]
+        return [await f for f in futures]
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
