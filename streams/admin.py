@@ -36,7 +36,8 @@ async def partition_counts(admin: AIOKafkaAdminClient, topics: list[str]) -> dic
 async def ensure_topics(settings: Settings, attempts: int = 30) -> dict[str, int]:
     """Create missing topics with `settings.partitions`; verify the co-partitioned ones."""
     names = TopicNames(settings.topic_prefix)
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=30000)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap, request_timeout_ms=30000,
+                                **settings.client_options())
     for attempt in range(attempts):
         try:
             await admin.start()

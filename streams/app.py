@@ -8,13 +8,15 @@ import asyncio
 import logging
 import signal
 import sys
+from collections import deque
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
 from aiokafka.partitioner import murmur2
 
-from streams import faust_fixes
+from streams import faust_fixes, web
+from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.topics import TopicNames
 
@@ -50,6 +52,8 @@ class Pipeline:
         self.settings = settings
         self.program = settings.program()
         self.names = TopicNames(settings.topic_prefix)
+        self.metrics = Metrics()
+        self.recent_dead_letters: deque[dict[str, Any]] = deque(maxlen=20)
         self.app = faust.App(
             settings.application_id,
             broker=settings.broker,
@@ -66,6 +70,8 @@ class Pipeline:
             web_port=settings.web_port,
             web_bind=settings.web_host,
             datadir=settings.data_dir,
+            canonical_url=settings.url,
+            broker_credentials=settings.credentials(),
             producer_acks=-1,
         )
         n = settings.partitions
@@ -96,6 +102,8 @@ class Pipeline:
 
         customers.attach(self)
         deadlines.attach(self)
+        web.attach(self)
+        self.metrics.attach_live(self)
 
     def _dump_state(self) -> None:
         print("topic groups:", dict(self.app.assignor._topic_groups), file=sys.stderr)

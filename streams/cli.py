@@ -33,6 +33,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     from streams.admin import TopicMismatch, ensure_topics
     from streams.app import Pipeline
+    from streams.logs import logging_config
     from streams.runner import READY_LINE
 
     settings = _settings(args)
@@ -52,7 +53,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
             await super().on_startup_finished()
             print(READY_LINE, flush=True)  # what `streams.runner` waits for
 
-    worker = Worker(pipeline.app, loglevel=settings.log_level.upper(), redirect_stdouts=False)
+    worker = Worker(pipeline.app, loglevel=settings.log_level.upper(), redirect_stdouts=False,
+                    logging_config=logging_config(settings.log_level, settings.log_format))
     worker.execute_from_commandline()
     return 0
 
@@ -74,7 +76,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
     with stream:
         lines = [line.rstrip(b"\r\n") for line in stream if line.strip()]
     topic = _topic(settings, args.topic)
-    count = asyncio.run(publish_lines(settings.bootstrap, topic, lines))
+    count = asyncio.run(publish_lines(settings.bootstrap, topic, lines,
+                                      **settings.client_options()))
     print(f"published {count} events to {topic}")
     return 0
 
@@ -89,7 +92,7 @@ def cmd_deadline(args: argparse.Namespace) -> int:
         return 2
     value = deadline_event(args.round, at, args.event_id)
     topic = _topic(settings, "deadlines")
-    asyncio.run(publish_lines(settings.bootstrap, topic, [value]))
+    asyncio.run(publish_lines(settings.bootstrap, topic, [value], **settings.client_options()))
     print(f"published guidance round {args.round} at {at.isoformat()} to {topic}")
     return 0
 
@@ -135,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--session-timeout", type=float,
                         help="consumer-group session timeout in seconds (default 10)")
     worker.add_argument("--log-level", help="debug, info, warning (default info)")
+    worker.add_argument("--log-format", choices=["json", "text"],
+                        help="log lines as JSON (default) or text; phones and e-mails masked")
     worker.set_defaults(func=cmd_worker)
 
     publish = sub.add_parser("publish", help="publish a JSON-lines file of events to a topic",

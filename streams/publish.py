@@ -3,6 +3,7 @@
 import json
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
@@ -18,10 +19,11 @@ def key_of(line: bytes) -> bytes | None:
     return None
 
 
-async def publish_lines(bootstrap: str, topic: str, lines: Iterable[bytes]) -> int:
+async def publish_lines(bootstrap: str, topic: str, lines: Iterable[bytes],
+                        **client_options: Any) -> int:
     """Publish each line as one message keyed by its customer_id; returns the count."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
-                                max_request_size=8 * 1024 * 1024)
+                                max_request_size=8 * 1024 * 1024, **client_options)
     await producer.start()
     count = 0
     try:

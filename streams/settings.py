@@ -1,8 +1,15 @@
 """Worker configuration from environment variables, overridable by CLI flags."""
 
 import os
+import socket
+import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from faust.auth import SASLCredentials, SSLCredentials
+from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+from faust.types.auth import CredentialsT, SASLMechanism
 
 from rules.program import Program, SendWindow, load_program
 
@@ -24,6 +31,16 @@ class Settings:
     processing_guarantee: str = "at_least_once"
     session_timeout: float = 10.0
     log_level: str = "info"
+    log_format: str = "json"  # json | text
+    # Lookup API: bearer token (WAIVER_API_TOKEN); this worker's URL for the others.
+    api_token: str | None = field(default=None, repr=False)
+    canonical_url: str | None = None
+    # Managed Kafka: PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "PLAIN"  # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_cafile: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":
@@ -49,6 +66,36 @@ class Settings:
     def bootstrap(self) -> str:
         """host:port for plain Kafka clients (strips Faust's `kafka://`)."""
         return ",".join(url.split("://", 1)[-1] for url in self.broker.split(";"))
+
+    @property
+    def url(self) -> str:
+        """How other workers reach this one (lookups are routed to the owner)."""
+        if self.canonical_url:
+            return self.canonical_url
+        host = socket.gethostname() if self.web_host in ("0.0.0.0", "::") else self.web_host
+        return f"http://{host}:{self.web_port}"
+
+    def credentials(self) -> CredentialsT | None:
+        """Faust credentials for SSL and SASL; None for plain connections."""
+        protocol = self.security_protocol.upper()
+        if protocol == "PLAINTEXT":
+            return None
+        if protocol not in ("SSL", "SASL_PLAINTEXT", "SASL_SSL"):
+            raise ValueError(f"WAIVER_SECURITY_PROTOCOL: unknown protocol {protocol!r}")
+        context = ssl.create_default_context(cafile=self.ssl_cafile) if "SSL" in protocol \
+            else None
+        if protocol == "SSL":
+            return SSLCredentials(context)
+        if not self.sasl_username or not self.sasl_password:
+            raise ValueError("WAIVER_SASL_USERNAME and WAIVER_SASL_PASSWORD are required "
+                             f"for {protocol}")
+        return SASLCredentials(username=self.sasl_username, password=self.sasl_password,
+                               mechanism=SASLMechanism(self.sasl_mechanism.upper()),
+                               ssl_context=context)
+
+    def client_options(self) -> dict[str, Any]:
+        """The same connection settings as keyword arguments for aiokafka clients."""
+        return dict(credentials_to_aiokafka_auth(self.credentials()))
 
     def program(self) -> Program:
         program = load_program(self.program_file)

@@ -23,6 +23,7 @@ from streams.settings import Settings
 from streams.topics import TopicNames
 
 PARTITIONS = 4
+API_TOKEN = "test-" + uuid.uuid4().hex
 BROKER = os.environ.get("WAIVER_TEST_BROKER", "tansu")
 # Exactly-once needs transactions: Apache Kafka has them, tansu does not.
 GUARANTEE = os.environ.get("WAIVER_TEST_GUARANTEE",
@@ -55,6 +56,7 @@ def worker_settings(broker: str, folder: Path, **overrides: Any) -> Settings:
         "data_dir": str(folder / "data"),
         "log_level": "info",
         "processing_guarantee": GUARANTEE,
+        "api_token": API_TOKEN,
     }
     values.update(overrides)
     return Settings(**values)

@@ -44,14 +44,21 @@ def attach(p: "Pipeline") -> None:
         # Stored as JSON-mode dicts: lax parsing turns ISO strings back into dates.
         return None if stored is None else CustomerState.model_validate(stored, strict=False)
 
+    metrics = p.metrics
+
     async def write(w: EventWriter, effects: Effects) -> None:
         for decision in effects.decisions:
+            metrics.decisions.labels(decision.reason).inc()
             await w.send(names.decisions, decision.customer_id.encode(), encode(decision))
         for refund in effects.refunds:
+            metrics.refunds.labels(refund.status, str(refund.payout_date or refund.reason)).inc()
             await w.send(names.refunds, refund.customer_id.encode(), encode(refund))
         for task in effects.notifications:
+            metrics.notifications.labels(str(task.round), task.channel).inc()
             topic = names.sms if task.channel == "sms" else names.email
             await w.send(topic, task.customer_id.encode(), encode(task))
+        for round_no in effects.unreachable_rounds:
+            metrics.unreachable.labels(str(round_no)).inc()
         if effects.changed:
             w.put(table, effects.state.customer_id, effects.state.model_dump(mode="json"))
 
@@ -60,6 +67,10 @@ def attach(p: "Pipeline") -> None:
         letter = dead_letter(source, msg.partition, msg.offset, msg.key, msg.value, error,
                              utcnow())
         log.warning("dead letter from %s[%d]@%d: %s", source, msg.partition, msg.offset, error)
+        metrics.dead_letters.labels(source).inc()
+        p.recent_dead_letters.append({"source_topic": source, "partition": msg.partition,
+                                      "offset": msg.offset, "error": error,
+                                      "received_at": letter.received_at.isoformat()})
         async with EventWriter(p, event) as w:
             await w.send(names.dead_letter, msg.key, encode(letter))
 
@@ -136,11 +147,15 @@ def attach(p: "Pipeline") -> None:
             source = msg.topic
             if source == names.rerouted:
                 source = dict(event.headers or {}).get(SOURCE_HEADER, b"").decode()
+            metrics.events_in.labels(source).inc()
+            kind = {names.round_triggers: "round", names.cancellations: "cancellation"}.get(
+                source, "application")
             try:
-                if source == names.round_triggers:
-                    await on_round_trigger(event)
-                else:
-                    await on_customer_event(event, source)
+                with metrics.processing.labels(kind).time():
+                    if source == names.round_triggers:
+                        await on_round_trigger(event)
+                    else:
+                        await on_customer_event(event, source)
             except KafkaError:
                 raise  # the broker is in trouble: let Faust retry, never drop
             except Exception as exc:  # a bug must not stop the stream: park the event

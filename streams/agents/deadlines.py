@@ -20,6 +20,7 @@ def attach(p: "Pipeline") -> None:
     async def deadlines(stream: Any) -> None:
         async for event in stream.events():
             msg = event.message
+            p.metrics.events_in.labels(msg.topic).inc()
             try:
                 deadline = parse(Deadline, msg.value)
                 if deadline.round not in p.program.rounds:
@@ -30,13 +31,19 @@ def attach(p: "Pipeline") -> None:
                 letter = dead_letter(msg.topic, msg.partition, msg.offset, msg.key, msg.value,
                                      str(exc), utcnow())
                 log.warning("dead letter from %s: %s", msg.topic, exc)
+                p.metrics.dead_letters.labels(msg.topic).inc()
+                p.recent_dead_letters.append({"source_topic": msg.topic,
+                                              "partition": msg.partition, "offset": msg.offset,
+                                              "error": str(exc),
+                                              "received_at": letter.received_at.isoformat()})
                 async with EventWriter(p, event) as w:
                     await w.send(names.dead_letter, msg.key, letter.model_dump_json().encode())
                 continue
             trigger = deadline.model_dump_json(include={"event_id", "round", "at"}).encode()
-            async with EventWriter(p, event) as w:
-                for partition in range(p.settings.partitions):
-                    await w.send(names.round_triggers, deadline.event_id.encode(), trigger,
-                                 partition=partition)
+            with p.metrics.processing.labels("deadline").time():
+                async with EventWriter(p, event) as w:
+                    for partition in range(p.settings.partitions):
+                        await w.send(names.round_triggers, deadline.event_id.encode(), trigger,
+                                     partition=partition)
             log.info("round %d (%s) broadcast to %d partitions", deadline.round,
                      deadline.event_id, p.settings.partitions)

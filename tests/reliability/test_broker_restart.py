@@ -34,15 +34,24 @@ CUSTOMERS = 3000
 
 async def publish_through_outage(bootstrap: str, topic: str, events: list[dict],
                                  stats: Counter) -> None:
-    """Publish each event until the broker takes it, retrying through the outage."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
-                                enable_idempotence=True, request_timeout_ms=5000)
-    while True:
-        try:
-            await producer.start()
-            break
-        except KafkaError:
-            await asyncio.sleep(0.5)
+    """Publish each event until the broker takes it, retrying through the outage.
+
+    A retry may deliver an event twice (same event_id), as upstream systems do; a
+    fresh producer per retry avoids aiokafka's idempotent-sequence errors after the
+    broker lost its in-flight requests."""
+
+    async def connect() -> AIOKafkaProducer:
+        while True:
+            producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
+                                        request_timeout_ms=5000)
+            try:
+                await producer.start()
+                return producer
+            except KafkaError:
+                await producer.stop()
+                await asyncio.sleep(0.5)
+
+    producer = await connect()
     try:
         for event in events:
             while True:
@@ -53,7 +62,9 @@ async def publish_through_outage(bootstrap: str, topic: str, events: list[dict],
                     break
                 except KafkaError:
                     stats["retries"] += 1
+                    await producer.stop()
                     await asyncio.sleep(0.5)
+                    producer = await connect()
             await asyncio.sleep(0.002)
     finally:
         await producer.stop()

@@ -1,0 +1,59 @@
+import ssl
+
+import pytest
+
+from streams.settings import Settings
+
+
+def test_flags_win_over_environment() -> None:
+    env = {"WAIVER_BROKER": "kafka://k:1", "WAIVER_PARTITIONS": "12",
+           "WAIVER_SESSION_TIMEOUT": "7.5", "WAIVER_API_TOKEN": "s3cret"}
+    settings = Settings.from_env(env, partitions=4)
+    assert (settings.broker, settings.partitions, settings.session_timeout) == ("kafka://k:1", 4,
+                                                                                7.5)
+    assert settings.bootstrap == "k:1"
+    assert "s3cret" not in repr(settings)
+    with pytest.raises(ValueError, match="WAIVER_PARTITIONS"):
+        Settings.from_env({"WAIVER_PARTITIONS": "many"})
+
+
+def test_plaintext_needs_no_credentials() -> None:
+    assert Settings().credentials() is None
+    assert Settings().client_options() == {"security_protocol": "PLAINTEXT"}
+
+
+def test_sasl_ssl_reaches_the_kafka_clients() -> None:
+    settings = Settings.from_env({
+        "WAIVER_SECURITY_PROTOCOL": "SASL_SSL", "WAIVER_SASL_MECHANISM": "SCRAM-SHA-512",
+        "WAIVER_SASL_USERNAME": "svc-waiver", "WAIVER_SASL_PASSWORD": "pw"})
+    options = settings.client_options()
+    assert options["security_protocol"] == "SASL_SSL"
+    assert options["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert (options["sasl_plain_username"], options["sasl_plain_password"]) == ("svc-waiver",
+                                                                                "pw")
+    assert isinstance(options["ssl_context"], ssl.SSLContext)
+    assert "pw" not in repr(settings)
+
+
+def test_sasl_plaintext_and_ssl_only() -> None:
+    plain = Settings(security_protocol="SASL_PLAINTEXT", sasl_username="u", sasl_password="p")
+    assert plain.client_options()["security_protocol"] == "SASL_PLAINTEXT"
+    assert plain.client_options()["ssl_context"] is None
+    tls = Settings(security_protocol="SSL").client_options()
+    assert tls["security_protocol"] == "SSL" and isinstance(tls["ssl_context"], ssl.SSLContext)
+
+
+def test_bad_security_settings_are_named() -> None:
+    with pytest.raises(ValueError, match="WAIVER_SASL_USERNAME"):
+        Settings(security_protocol="SASL_SSL").credentials()
+    with pytest.raises(ValueError, match="WAIVER_SECURITY_PROTOCOL"):
+        Settings(security_protocol="KERBEROS-ISH").credentials()
+
+
+def test_faust_app_gets_the_credentials() -> None:
+    from streams.app import Pipeline
+
+    settings = Settings(security_protocol="SASL_PLAINTEXT", sasl_username="u",
+                        sasl_password="p", topic_prefix="unit.")
+    app = Pipeline(settings).app
+    assert app.conf.broker_credentials.username == "u"
