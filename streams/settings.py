@@ -72,7 +72,14 @@ class Settings:
         """How other workers reach this one (lookups are routed to the owner)."""
         if self.canonical_url:
             return self.canonical_url
-        host = socket.gethostname() if self.web_host in ("0.0.0.0", "::") else self.web_host
+        host = self.web_host
+        if host in ("0.0.0.0", "::"):
+            # Listening everywhere: advertise this host's address (a container's hostname
+            # is not resolvable by its peers, its address is).
+            try:
+                host = socket.gethostbyname(socket.gethostname())
+            except OSError:
+                host = socket.gethostname()
         return f"http://{host}:{self.web_port}"
 
     def credentials(self) -> CredentialsT | None:

@@ -14,7 +14,6 @@ table changes that record them, so a crash repeats an output, never loses one.
 """
 
 import asyncio
-import json
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -78,10 +77,15 @@ class EventWriter:
                 return
             if self.exactly_once:
                 # One transaction holds it all; its commit flushes and checks every send.
+                serializers = self.app.serializers
                 for table, key, value in self._table_writes:
                     table.data[key] = value  # the store only: the changelog record follows
-                    await self.send(table.changelog_topic.get_topic_name(), key.encode(),
-                                    json.dumps(value).encode(),
+                    # Encoded exactly as Faust encodes changelog records, for its recovery.
+                    raw_key = serializers.dumps_key(table.key_type, key,
+                                                    serializer=table.key_serializer)
+                    raw_value = serializers.dumps_value(table.value_type, value,
+                                                        serializer=table.value_serializer)
+                    await self.send(table.changelog_topic.get_topic_name(), raw_key, raw_value,
                                     partition=self.event.message.partition)
             else:
                 await asyncio.gather(*self._futures)

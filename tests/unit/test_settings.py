@@ -57,3 +57,20 @@ def test_faust_app_gets_the_credentials() -> None:
                         sasl_password="p", topic_prefix="unit.")
     app = Pipeline(settings).app
     assert app.conf.broker_credentials.username == "u"
+
+
+def test_changelog_records_written_by_hand_decode_like_faust_s_own() -> None:
+    """streams/writer.py encodes table changes itself under exactly-once."""
+    from streams.app import Pipeline
+
+    pipeline = Pipeline(Settings(topic_prefix="unit2."))
+    for table, key, value in ((pipeline.customers, "C1", {"customer_id": "C1", "partition": 2}),
+                              (pipeline.rounds_done, "3", {"1": {"sent": 5}})):
+        serializers = pipeline.app.serializers
+        raw_key = serializers.dumps_key(table.key_type, key, serializer=table.key_serializer)
+        raw_value = serializers.dumps_value(table.value_type, value,
+                                            serializer=table.value_serializer)
+        assert serializers.loads_key(table.key_type, raw_key,
+                                     serializer=table.key_serializer) == key
+        assert serializers.loads_value(table.value_type, raw_value,
+                                       serializer=table.value_serializer) == value
