@@ -15,7 +15,7 @@ from rules.refunds import resolve_application
 from rules.reminders import choose_recipient, round_due
 from schemas.events import Application, Cancellation
 from schemas.outputs import Decision, Notification, Refund
-from schemas.state import CustomerState, SentRound
+from schemas.state import CustomerState, Delivery, SentRound
 
 
 @dataclass
@@ -26,6 +26,8 @@ class Effects:
     refunds: list[Refund] = field(default_factory=list)
     notifications: list[Notification] = field(default_factory=list)
     unreachable_rounds: list[int] = field(default_factory=list)
+    # Rounds whose delivery failed for good (no other channel, or the fallback failed).
+    final_failures: list[int] = field(default_factory=list)
 
 
 def _fresh(state: CustomerState | None, customer_id: str, partition: int) -> CustomerState:
@@ -130,5 +132,8 @@ def on_round(
     task = guidance(state, round_no, round_at, recipient, program, now)
     sent = SentRound(notification_id=task.notification_id, channel=task.channel,
                      send_after=task.send_after)
-    state = state.model_copy(update={"rounds_sent": {**state.rounds_sent, round_no: sent}})
+    delivery = Delivery(round=round_no, channel=task.channel)
+    state = state.model_copy(update={
+        "rounds_sent": {**state.rounds_sent, round_no: sent},
+        "deliveries": {**state.deliveries, task.notification_id: delivery}})
     return Effects(state=state, changed=True, notifications=[task])

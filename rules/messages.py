@@ -30,9 +30,11 @@ def korean_date(day: date) -> str:
     return f"{day.month}월 {day.day}일"
 
 
-def notification_id(customer_id: str, round_no: int) -> str:
-    """Derived from (customer_id, round) alone, so a retry can never mint a second id."""
-    return str(uuid.uuid5(NOTIFICATION_NAMESPACE, f"{customer_id}/guidance/{round_no}"))
+def notification_id(customer_id: str, round_no: int, fallback: bool = False) -> str:
+    """Derived from (customer_id, round) alone, so a retry can never mint a second id.
+    A round's one fallback (the other channel, after a failed delivery) has its own."""
+    suffix = "/fallback" if fallback else ""
+    return str(uuid.uuid5(NOTIFICATION_NAMESPACE, f"{customer_id}/guidance/{round_no}{suffix}"))
 
 
 def euc_kr_length(text: str) -> int:
@@ -85,6 +87,7 @@ def guidance(
     recipient: Recipient,
     program: Program,
     now: datetime,
+    fallback: bool = False,
 ) -> Notification:
     """The notification task for one customer who is due round `round_no`."""
     assert state.decision is not None
@@ -100,7 +103,7 @@ def guidance(
         "last_notice": program.rounds[round_no].last_notice,
     }
     common = {
-        "notification_id": notification_id(state.customer_id, round_no),
+        "notification_id": notification_id(state.customer_id, round_no, fallback),
         "customer_id": state.customer_id,
         "round": round_no,
         "channel": recipient.channel,

@@ -1,8 +1,15 @@
 """Pydantic models: the public contract's messages and the per-customer state."""
 
-from schemas.events import Application, Cancellation, Contact, ContractChange, Deadline
+from schemas.events import (
+    Application,
+    Cancellation,
+    Contact,
+    ContractChange,
+    Deadline,
+    DeliveryReceipt,
+)
 from schemas.outputs import DeadLetter, Decision, Notification, Refund
-from schemas.state import CustomerState, SentRound
+from schemas.state import CustomerState, Delivery, SentRound
 
 __all__ = [
     "Application",
@@ -13,6 +20,8 @@ __all__ = [
     "DeadLetter",
     "Deadline",
     "Decision",
+    "Delivery",
+    "DeliveryReceipt",
     "Notification",
     "Refund",
     "SentRound",

@@ -8,7 +8,15 @@ Unknown extra fields are ignored, as the contract promises.
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 CustomerId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=200)]
@@ -62,3 +70,20 @@ class Deadline(Event):
     kind: Literal["guidance_round"]
     round: Annotated[int, Field(ge=1, le=99)]
     at: AwareDatetime
+
+
+class DeliveryReceipt(Event):
+    """A gateway's report on one task (topic waiver.delivery-receipts, key customer_id)."""
+
+    event_id: EventId
+    customer_id: CustomerId
+    notification_id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    status: Literal["delivered", "failed", "rejected"]
+    reason: Annotated[str, StringConstraints(max_length=500)] | None = None
+    at: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _failure_has_reason(self) -> "DeliveryReceipt":
+        if self.status != "delivered" and not self.reason:
+            raise ValueError(f"reason: required when status is {self.status}")
+        return self

@@ -1,6 +1,7 @@
 """Per-customer state kept in the Faust table, keyed by customer_id."""
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -16,6 +17,17 @@ class SentRound(BaseModel):
     send_after: datetime
 
 
+class Delivery(BaseModel):
+    """What the gateways reported for one task of this customer."""
+
+    round: int
+    channel: Channel
+    status: Literal["pending", "delivered", "failed", "rejected"] = "pending"
+    reason: str | None = None
+    fallback_for: str | None = None  # the failed task this one replaces
+    fallback_sent: bool = False
+
+
 class CustomerState(BaseModel):
     customer_id: str
     # Partition of the customer's events: the fan-out of a round walks one
@@ -29,5 +41,7 @@ class CustomerState(BaseModel):
     rounds_sent: dict[int, SentRound] = Field(default_factory=dict)
     # Rounds in which the customer was due but had neither phone nor e-mail.
     unreachable_rounds: list[int] = Field(default_factory=list)
-    # Every cancellation/application event_id applied, for idempotency.
+    # Delivery of every task sent, by notification_id (receipts from the gateways).
+    deliveries: dict[str, Delivery] = Field(default_factory=dict)
+    # Every cancellation/application/receipt event_id applied, for idempotency.
     seen_event_ids: list[str] = Field(default_factory=list)

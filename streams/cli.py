@@ -44,10 +44,15 @@ def cmd_worker(args: argparse.Namespace) -> int:
     except TopicMismatch as exc:
         print(f"waiver worker: {exc}", file=sys.stderr)
         return 2
+    guarantee = {
+        "exactly_once": "exactly-once: each event's outputs, table changes and offset commit "
+                        "in one Kafka transaction (read outputs with read_committed)",
+        "at_least_once": "at-least-once: a crash can repeat a task (same notification_id), "
+                         "never lose one",
+    }.get(settings.processing_guarantee, settings.processing_guarantee)
     print(f"waiver worker: broker {settings.broker}, topics prefixed {settings.topic_prefix!r}, "
-          f"{settings.partitions} partitions, processing guarantee "
-          f"{settings.processing_guarantee}, web on {settings.web_host}:{settings.web_port}",
-          flush=True)
+          f"{settings.partitions} partitions, web on {settings.web_host}:{settings.web_port}; "
+          f"{guarantee}", flush=True)
     class Worker(faust.Worker):
         async def on_startup_finished(self) -> None:
             await super().on_startup_finished()

@@ -20,7 +20,10 @@ def describe(error: ValidationError) -> str:
     parts = []
     for item in error.errors(include_url=False):
         field = ".".join(str(p) for p in item["loc"]) or "value"
-        if item["type"] == "json_invalid":
+        if item["type"] == "value_error" and not item["loc"]:
+            # A model-level rule names its own field: "reason: required when ..."
+            parts.append(item["msg"].removeprefix("Value error, "))
+        elif item["type"] == "json_invalid":
             parts.append(f"value: not valid JSON ({item['msg'].removeprefix('Invalid JSON: ')})")
         else:
             parts.append(f"{field}: {item['msg']}")

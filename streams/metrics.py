@@ -26,6 +26,12 @@ class Metrics:
                                     "topic", ["topic"], registry=r)
         self.unreachable = Counter("waiver_unreachable", "Customers due a round with neither "
                                    "phone nor e-mail", ["round"], registry=r)
+        self.deliveries = Counter("waiver_deliveries", "Delivery receipts from the gateways",
+                                  ["channel", "status"], registry=r)
+        self.fallbacks = Counter("waiver_fallbacks", "Tasks re-sent on the other channel after "
+                                 "a failed delivery", ["round", "channel"], registry=r)
+        self.delivery_failures = Counter("waiver_delivery_failures", "Rounds whose delivery "
+                                         "failed for good", ["round"], registry=r)
         self.processing = Histogram(
             "waiver_processing_seconds", "Time to process one input event", ["kind"],
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
@@ -38,7 +44,8 @@ class Metrics:
         """Counter values by label set, for the ops page."""
         out: dict[str, list[dict[str, Any]]] = {}
         for counter in (self.events_in, self.decisions, self.refunds, self.notifications,
-                        self.dead_letters, self.unreachable):
+                        self.dead_letters, self.unreachable, self.deliveries, self.fallbacks,
+                        self.delivery_failures):
             for family in counter.collect():
                 out[family.name] = [{**s.labels, "value": s.value} for s in family.samples
                                     if s.name.endswith("_total")]

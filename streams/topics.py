@@ -20,6 +20,10 @@ class TopicNames:
         return self._name("waiver.applications")
 
     @property
+    def delivery_receipts(self) -> str:
+        return self._name("waiver.delivery-receipts")
+
+    @property
     def deadlines(self) -> str:
         return self._name("waiver.deadlines")
 

@@ -57,13 +57,27 @@ def answer(state: CustomerState) -> dict[str, Any]:
         "application": application,
         "payout_date": refund.payout_date.isoformat() if refund and refund.payout_date else None,
         "rounds_sent": [{"round": n, "channel": r.channel, "notification_id": r.notification_id,
-                         "send_after": r.send_after.isoformat()}
+                         "send_after": r.send_after.isoformat(),
+                         "delivery": delivery_of(state, r.notification_id)}
                         for n, r in sorted(state.rounds_sent.items())],
         "unreachable_rounds": sorted(state.unreachable_rounds),
         "contact": None if contact is None else {
             "name": mask_name(contact.name), "phone": mask_phone(contact.phone),
             "email": mask_email(contact.email), "preferred_channel": contact.preferred_channel},
     }
+
+
+def delivery_of(state: CustomerState, notification_id: str) -> dict[str, Any] | None:
+    """The gateways' report on a round's task, and on its fallback if one was sent."""
+    delivery = state.deliveries.get(notification_id)
+    if delivery is None:
+        return None
+    out: dict[str, Any] = {"status": delivery.status, "reason": delivery.reason}
+    for nid, other in state.deliveries.items():
+        if other.fallback_for == notification_id:
+            out["fallback"] = {"notification_id": nid, "channel": other.channel,
+                               "status": other.status, "reason": other.reason}
+    return out
 
 
 def page(name: str) -> str:

@@ -9,7 +9,8 @@ from aiokafka.errors import KafkaError
 from pydantic import BaseModel
 
 from rules.customer import Effects, on_application, on_cancellation, on_round
-from schemas.events import Application, Cancellation
+from rules.delivery import UnknownNotification, on_receipt
+from schemas.events import Application, Cancellation, DeliveryReceipt
 from schemas.state import CustomerState
 from streams.app import log, utcnow
 from streams.codec import BadMessage, dead_letter, parse
@@ -55,14 +56,20 @@ def attach(p: "Pipeline") -> None:
             await w.send(names.refunds, refund.customer_id.encode(), encode(refund))
         for task in effects.notifications:
             metrics.notifications.labels(str(task.round), task.channel).inc()
+            delivery = effects.state.deliveries.get(task.notification_id)
+            if delivery is not None and delivery.fallback_for:
+                metrics.fallbacks.labels(str(task.round), task.channel).inc()
             topic = names.sms if task.channel == "sms" else names.email
             await w.send(topic, task.customer_id.encode(), encode(task))
         for round_no in effects.unreachable_rounds:
             metrics.unreachable.labels(str(round_no)).inc()
+        for round_no in effects.final_failures:
+            metrics.delivery_failures.labels(str(round_no)).inc()
         if effects.changed:
             w.put(table, effects.state.customer_id, effects.state.model_dump(mode="json"))
 
-    async def to_dead_letter(event: "EventT", source: str, error: str) -> None:
+    async def to_dead_letter(event: "EventT", source: str, error: str,
+                             writer: EventWriter | None = None) -> None:
         msg = event.message
         letter = dead_letter(source, msg.partition, msg.offset, msg.key, msg.value, error,
                              utcnow())
@@ -71,12 +78,16 @@ def attach(p: "Pipeline") -> None:
         p.recent_dead_letters.append({"source_topic": source, "partition": msg.partition,
                                       "offset": msg.offset, "error": error,
                                       "received_at": letter.received_at.isoformat()})
+        if writer is not None:
+            await writer.send(names.dead_letter, msg.key, encode(letter))
+            return
         async with EventWriter(p, event) as w:
             await w.send(names.dead_letter, msg.key, encode(letter))
 
     async def on_customer_event(event: "EventT", source: str) -> None:
         msg = event.message
-        model = Cancellation if source == names.cancellations else Application
+        model = {names.cancellations: Cancellation,
+                 names.delivery_receipts: DeliveryReceipt}.get(source, Application)
         try:
             parsed = parse(model, msg.value)
         except BadMessage as exc:
@@ -93,6 +104,15 @@ def attach(p: "Pipeline") -> None:
             state = load(customer_id)
             if isinstance(parsed, Cancellation):
                 effects = on_cancellation(state, parsed, msg.partition, p.program, utcnow())
+            elif isinstance(parsed, DeliveryReceipt):
+                try:
+                    effects = on_receipt(state, parsed, p.program, utcnow())
+                except UnknownNotification as exc:
+                    await to_dead_letter(event, source, str(exc), writer=w)
+                    return
+                if effects.changed:
+                    channel = effects.state.deliveries[parsed.notification_id].channel
+                    metrics.deliveries.labels(channel, parsed.status).inc()
             else:
                 effects = on_application(state, parsed, msg.partition, p.program)
             await write(w, effects)

@@ -4,13 +4,15 @@ redelivered deadlines and duplicate cancellations: one task per customer per rou
 from collections import Counter
 from dataclasses import dataclass
 
+import aiohttp
 import pytest
 
 from rules.messages import notification_id
 from streams.app import partition_for
 from streams.reader import OutputReader
+from streams.settings import Settings
 from streams.topics import TopicNames
-from tests.conftest import PARTITIONS, Publisher
+from tests.conftest import API_TOKEN, PARTITIONS, Publisher
 from tests.factories import application_dict, cancellation_dict
 
 pytestmark = pytest.mark.integration
@@ -184,3 +186,46 @@ async def test_duplicate_cancellations_make_no_second_decision(
                         for d in outputs.values(names.decisions, lambda v: v["customer_id"] in ids))
     assert set(decisions.values()) == {1}
     assert len(decisions) == len(scenario.customers)
+
+
+async def test_delivery_receipts_fall_back_once_then_stop(
+        scenario: Scenario, outputs: OutputReader, names: TopicNames,
+        publisher: Publisher, settings: Settings) -> None:
+    both = [c for c in scenario.customers if c.eligible and c.applies_before is None
+            and c.channel == "sms" and int(c.id[-3:]) % 5 == 0]  # kind both-sms: has e-mail
+    phone_only = [c for c in scenario.customers if c.eligible and c.applies_before is None
+                  and int(c.id[-3:]) % 5 == 2]
+    a, b, c = both[0].id, both[1].id, phone_only[0].id
+    first = notification_id(a, 3)
+
+    def receipt(customer: str, nid: str, status: str, n: int = 0) -> dict:
+        return {"event_id": f"rcpt-{nid}-{status}-{n}", "customer_id": customer,
+                "notification_id": nid, "status": status,
+                "reason": None if status == "delivered" else "unreachable handset"}
+
+    await publisher.send(names.delivery_receipts, receipt(a, first, "failed"))
+    await publisher.send(names.delivery_receipts, receipt(b, notification_id(b, 3), "delivered"))
+    await publisher.send(names.delivery_receipts, receipt(c, notification_id(c, 3), "failed"))
+    fallback = notification_id(a, 3, fallback=True)
+    await outputs.wait_for(lambda: any(t["notification_id"] == fallback
+                                       for t in outputs.values(names.email)), what="fallback")
+    [task] = [t for t in outputs.values(names.email) if t["notification_id"] == fallback]
+    assert (task["customer_id"], task["round"], task["channel"]) == (a, 3, "email")
+    # the fallback fails as well, and the first failure is reported again: nothing more
+    await publisher.send(names.delivery_receipts, receipt(a, fallback, "rejected"))
+    await publisher.send(names.delivery_receipts, receipt(a, first, "failed", n=1))
+    await publisher.send(names.delivery_receipts, receipt(a, "never-sent", "delivered"))
+    await outputs.wait_for(lambda: any(d["error"].startswith("notification_id: never-sent")
+                                       for d in outputs.values(names.dead_letter)),
+                           what="dead letter for an unknown notification")
+    await outputs.settle(quiet=1.5)
+    for customer in (a, b, c):
+        got = [t for t in tasks(outputs, names, {customer}) if t["round"] == 3]
+        assert len(got) == (2 if customer == a else 1), customer
+    url = f"http://127.0.0.1:{settings.web_port}/customers/{a}"
+    async with aiohttp.ClientSession() as session, session.get(
+            url, headers={"Authorization": f"Bearer {API_TOKEN}"}) as resp:
+        body = await resp.json()
+    [r3] = [r for r in body["rounds_sent"] if r["round"] == 3]
+    assert r3["delivery"]["status"] == "failed"
+    assert r3["delivery"]["fallback"]["status"] == "rejected"
