@@ -14,7 +14,7 @@ from rules.program import Program
 from rules.refunds import resolve_application
 from rules.reminders import choose_recipient, round_due
 from schemas.events import Application, Cancellation
-from schemas.outputs import Decision, Notification, Refund
+from schemas.outputs import ChoiceResult, Decision, Notification, Refund, RewardGrant
 from schemas.state import CustomerState, Delivery, SentRound
 
 
@@ -28,6 +28,8 @@ class Effects:
     unreachable_rounds: list[int] = field(default_factory=list)
     # Rounds whose delivery failed for good (no other channel, or the fallback failed).
     final_failures: list[int] = field(default_factory=list)
+    grants: list[RewardGrant] = field(default_factory=list)
+    choices: list[ChoiceResult] = field(default_factory=list)
 
 
 def _fresh(state: CustomerState | None, customer_id: str, partition: int) -> CustomerState:

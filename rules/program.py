@@ -54,6 +54,32 @@ class SendWindow(Frozen):
         return cls(start=time.fromisoformat(start.strip()), end=time.fromisoformat(end.strip()))
 
 
+class Grant(Frozen):
+    months: int = Field(ge=1, le=60)
+    valid_from: str = Field(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")
+    excluded_line_types: tuple[str, ...] = ()
+    excluded_statuses: tuple[str, ...] = ()
+
+    def valid_until(self) -> str:
+        year, month = (int(x) for x in self.valid_from.split("-"))
+        last = year * 12 + month - 1 + self.months - 1
+        return f"{last // 12:04d}-{last % 12 + 1:02d}"
+
+
+class RewardRules(Frozen):
+    cutoff: date
+    subscribed_statuses: tuple[str, ...]
+    excluded_line_types: tuple[str, ...]
+    ott_services: tuple[str, ...] = Field(min_length=1)
+    notice_template: str
+    confirmation_template: str
+    advertising: bool = True
+    advertising_prefix: str = "(광고)"
+    opt_out_line: str
+    send_window: "SendWindow"
+    grants: dict[str, Grant] = Field(min_length=1)
+
+
 class Round(Frozen):
     template: str
     last_notice: bool = False
@@ -67,6 +93,7 @@ class Program(Frozen):
     refunds: RefundRules
     send_window: SendWindow
     rounds: dict[int, Round] = Field(min_length=1)
+    rewards: RewardRules | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -67,9 +67,35 @@ class Application(Event):
 
 class Deadline(Event):
     event_id: EventId
-    kind: Literal["guidance_round"]
-    round: Annotated[int, Field(ge=1, le=99)]
+    kind: Literal["guidance_round", "reward_notice"]
+    round: Annotated[int, Field(ge=1, le=99)] | None = None
     at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _round_for_guidance(self) -> "Deadline":
+        if self.kind == "guidance_round" and self.round is None:
+            raise ValueError("round: required for a guidance_round deadline")
+        return self
+
+
+class Subscriber(Event):
+    """A line status snapshot or change (topic waiver.subscribers, key customer_id)."""
+
+    event_id: EventId
+    customer_id: CustomerId
+    line_type: LineType
+    status: Literal["active", "suspended", "cancelled"]
+    as_of: AwareDatetime
+    contact: Contact | None = None
+
+
+class RewardChoice(Event):
+    """The customer's choice of OTT service (topic waiver.reward-choices)."""
+
+    event_id: EventId
+    customer_id: CustomerId
+    service: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    chosen_at: AwareDatetime | None = None
 
 
 class DeliveryReceipt(Event):

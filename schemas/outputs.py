@@ -54,6 +54,7 @@ class Notification(Output):
     template: str
     send_after: datetime
     created_at: datetime
+    kind: Literal["guidance", "reward_notice", "reward_choice"] = "guidance"
 
 
 class DeadLetter(Output):
@@ -64,3 +65,19 @@ class DeadLetter(Output):
     value: str
     error: str
     received_at: datetime
+
+
+class RewardGrant(Output):
+    customer_id: str
+    reward: str  # data_100gb | roaming_bonus | ott_voucher | membership_discount
+    months: int
+    valid_from: str  # YYYY-MM
+    valid_until: str
+
+
+class ChoiceResult(Output):
+    customer_id: str
+    choice_event_id: str
+    status: Literal["accepted", "refused"]
+    service: str
+    reason: Literal["not_eligible", "unknown_service", "already_chosen"] | None = None

@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.events import Application, Cancellation, Channel
+from schemas.events import Application, Cancellation, Channel, Contact, Subscriber
 from schemas.outputs import Decision, Refund
 
 
@@ -41,6 +41,13 @@ class CustomerState(BaseModel):
     rounds_sent: dict[int, SentRound] = Field(default_factory=dict)
     # Rounds in which the customer was due but had neither phone nor e-mail.
     unreachable_rounds: list[int] = Field(default_factory=list)
+    # Reward program: the latest line status at or before the cut-off, the latest
+    # contact from any snapshot, what was granted, the OTT choice.
+    subscription: Subscriber | None = None
+    subscriber_contact: Contact | None = None
+    rewards_granted: list[str] = Field(default_factory=list)
+    reward_notice: SentRound | None = None
+    ott_choice: str | None = None
     # Delivery of every task sent, by notification_id (receipts from the gateways).
     deliveries: dict[str, Delivery] = Field(default_factory=dict)
     # Every cancellation/application/receipt event_id applied, for idempotency.

@@ -19,15 +19,12 @@ class TopicMismatch(RuntimeError):
 
 
 def pipeline_topics(names: TopicNames) -> list[str]:
-    return [names.cancellations, names.applications, names.delivery_receipts, names.deadlines,
-            names.round_triggers,
-            names.rerouted, *names.outputs()]
+    return [*names.customer_inputs(), names.deadlines, *names.outputs()]
 
 
 def copartitioned(names: TopicNames) -> list[str]:
     """Topics that must have exactly the customer partition count."""
-    return [names.cancellations, names.applications, names.delivery_receipts,
-            names.round_triggers, names.rerouted]
+    return names.customer_inputs()
 
 
 async def partition_counts(admin: AIOKafkaAdminClient, topics: list[str]) -> dict[str, int]:

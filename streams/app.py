@@ -80,10 +80,7 @@ class Pipeline:
         names = self.names
         # One agent consumes every per-customer stream so that all changes to a
         # customer's state happen in order, in one place, on one partition.
-        self.customer_inputs = self.app.topic(
-            names.cancellations, names.applications, names.delivery_receipts,
-            names.round_triggers, names.rerouted, **raw
-        )
+        self.customer_inputs = self.app.topic(*names.customer_inputs(), **raw)
         self.deadlines = self.app.topic(names.deadlines, **raw)
         self.round_triggers = self.app.topic(names.round_triggers, internal=True, **raw)
         self.rerouted = self.app.topic(names.rerouted, internal=True, **raw)

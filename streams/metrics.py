@@ -32,6 +32,7 @@ class Metrics:
                                  "a failed delivery", ["round", "channel"], registry=r)
         self.delivery_failures = Counter("waiver_delivery_failures", "Rounds whose delivery "
                                          "failed for good", ["round"], registry=r)
+        self.rewards = Counter("waiver_rewards", "Reward grants", ["reward"], registry=r)
         self.processing = Histogram(
             "waiver_processing_seconds", "Time to process one input event", ["kind"],
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
@@ -45,7 +46,7 @@ class Metrics:
         out: dict[str, list[dict[str, Any]]] = {}
         for counter in (self.events_in, self.decisions, self.refunds, self.notifications,
                         self.dead_letters, self.unreachable, self.deliveries, self.fallbacks,
-                        self.delivery_failures):
+                        self.delivery_failures, self.rewards):
             for family in counter.collect():
                 out[family.name] = [{**s.labels, "value": s.value} for s in family.samples
                                     if s.name.endswith("_total")]

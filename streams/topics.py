@@ -24,6 +24,14 @@ class TopicNames:
         return self._name("waiver.delivery-receipts")
 
     @property
+    def subscribers(self) -> str:
+        return self._name("waiver.subscribers")
+
+    @property
+    def reward_choices(self) -> str:
+        return self._name("waiver.reward-choices")
+
+    @property
     def deadlines(self) -> str:
         return self._name("waiver.deadlines")
 
@@ -43,6 +51,14 @@ class TopicNames:
     @property
     def email(self) -> str:
         return self._name("waiver.notifications.email")
+
+    @property
+    def rewards(self) -> str:
+        return self._name("waiver.rewards")
+
+    @property
+    def reward_choice_results(self) -> str:
+        return self._name("waiver.reward-choices.results")
 
     @property
     def dead_letter(self) -> str:
@@ -65,4 +81,9 @@ class TopicNames:
 
     def outputs(self) -> list[str]:
         return [self.decisions, self.refunds, self.sms, self.email, self.dead_letter,
-                self.round_progress]
+                self.round_progress, self.rewards, self.reward_choice_results]
+
+    def customer_inputs(self) -> list[str]:
+        """Every topic keyed by customer and co-partitioned with the customer table."""
+        return [self.cancellations, self.applications, self.delivery_receipts,
+                self.subscribers, self.reward_choices, self.round_triggers, self.rerouted]

@@ -38,7 +38,7 @@ def authorized(request: Request, token: str | None) -> bool:
 def answer(state: CustomerState) -> dict[str, Any]:
     """The lookup answer: what a customer-service agent may see."""
     decision, refund, cancellation = state.decision, state.refund, state.cancellation
-    contact = cancellation.contact if cancellation else None
+    contact = cancellation.contact if cancellation else state.subscriber_contact
     if refund is not None:
         application = {"status": refund.status, "reason": refund.reason,
                        "application_event_id": refund.application_event_id}
@@ -61,6 +61,14 @@ def answer(state: CustomerState) -> dict[str, Any]:
                          "delivery": delivery_of(state, r.notification_id)}
                         for n, r in sorted(state.rounds_sent.items())],
         "unreachable_rounds": sorted(state.unreachable_rounds),
+        "rewards": {
+            "line_status": state.subscription.status if state.subscription else None,
+            "granted": state.rewards_granted,
+            "ott_choice": state.ott_choice,
+            "notice": None if state.reward_notice is None else {
+                "channel": state.reward_notice.channel,
+                "send_after": state.reward_notice.send_after.isoformat()},
+        },
         "contact": None if contact is None else {
             "name": mask_name(contact.name), "phone": mask_phone(contact.phone),
             "email": mask_email(contact.email), "preferred_channel": contact.preferred_channel},

@@ -10,7 +10,8 @@ from pydantic import BaseModel
 
 from rules.customer import Effects, on_application, on_cancellation, on_round
 from rules.delivery import UnknownNotification, on_receipt
-from schemas.events import Application, Cancellation, DeliveryReceipt
+from rules.rewards import on_choice, on_reward_notice, on_subscriber
+from schemas.events import Application, Cancellation, DeliveryReceipt, RewardChoice, Subscriber
 from schemas.state import CustomerState
 from streams.app import log, utcnow
 from streams.codec import BadMessage, dead_letter, parse
@@ -25,11 +26,17 @@ SOURCE_HEADER = "waiver-source-topic"
 
 
 class RoundTrigger(BaseModel):
-    """Internal: guidance round `round` is to be processed on this partition."""
+    """Internal: a guidance round (or the reward notice) is to be processed here."""
 
     event_id: str
-    round: int
+    kind: str = "guidance_round"
+    round: int | None = None
     at: datetime
+
+    @property
+    def label(self) -> str:
+        """Its key in the rounds-done table: "1", "2", "3" or "reward_notice"."""
+        return str(self.round) if self.kind == "guidance_round" else self.kind
 
 
 def encode(model: BaseModel) -> bytes:
@@ -63,6 +70,12 @@ def attach(p: "Pipeline") -> None:
             await w.send(topic, task.customer_id.encode(), encode(task))
         for round_no in effects.unreachable_rounds:
             metrics.unreachable.labels(str(round_no)).inc()
+        for grant in effects.grants:
+            metrics.rewards.labels(grant.reward).inc()
+            await w.send(names.rewards, grant.customer_id.encode(), encode(grant))
+        for result in effects.choices:
+            await w.send(names.reward_choice_results, result.customer_id.encode(),
+                         encode(result))
         for round_no in effects.final_failures:
             metrics.delivery_failures.labels(str(round_no)).inc()
         if effects.changed:
@@ -86,8 +99,9 @@ def attach(p: "Pipeline") -> None:
 
     async def on_customer_event(event: "EventT", source: str) -> None:
         msg = event.message
-        model = {names.cancellations: Cancellation,
-                 names.delivery_receipts: DeliveryReceipt}.get(source, Application)
+        model = {names.cancellations: Cancellation, names.delivery_receipts: DeliveryReceipt,
+                 names.subscribers: Subscriber, names.reward_choices: RewardChoice,
+                 }.get(source, Application)
         try:
             parsed = parse(model, msg.value)
         except BadMessage as exc:
@@ -113,6 +127,10 @@ def attach(p: "Pipeline") -> None:
                 if effects.changed:
                     channel = effects.state.deliveries[parsed.notification_id].channel
                     metrics.deliveries.labels(channel, parsed.status).inc()
+            elif isinstance(parsed, Subscriber):
+                effects = on_subscriber(state, parsed, msg.partition, p.program)
+            elif isinstance(parsed, RewardChoice):
+                effects = on_choice(state, parsed, msg.partition, p.program, utcnow())
             else:
                 effects = on_application(state, parsed, msg.partition, p.program)
             await write(w, effects)
@@ -123,9 +141,9 @@ def attach(p: "Pipeline") -> None:
         partition = msg.partition
         async with EventWriter(p, event) as w:
             done = dict(p.rounds_done.get(str(partition)) or {})
-            if str(trigger.round) in done:
-                log.info("round %d partition %d: already processed (%s), nothing to do",
-                         trigger.round, partition, done[str(trigger.round)]["event_id"])
+            if trigger.label in done:
+                log.info("%s partition %d: already processed (%s), nothing to do",
+                         trigger.label, partition, done[trigger.label]["event_id"])
                 await progress(w, trigger, partition, customers=0, sent=0, unreachable=0,
                                repeat=True)
                 return
@@ -137,13 +155,17 @@ def attach(p: "Pipeline") -> None:
                 state = load(key)
                 if state is None:
                     continue
-                effects = on_round(state, trigger.round, trigger.at, p.program, now)
+                if trigger.kind == "reward_notice":
+                    effects = on_reward_notice(state, trigger.at, p.program, now)
+                else:
+                    assert trigger.round is not None
+                    effects = on_round(state, trigger.round, trigger.at, p.program, now)
                 sent += len(effects.notifications)
                 unreachable += len(effects.unreachable_rounds)
                 await write(w, effects)
-            log.info("round %d partition %d: %d tasks, %d unreachable, %d customers",
-                     trigger.round, partition, sent, unreachable, len(keys))
-            done[str(trigger.round)] = {"event_id": trigger.event_id,
+            log.info("%s partition %d: %d tasks, %d unreachable, %d customers",
+                     trigger.label, partition, sent, unreachable, len(keys))
+            done[trigger.label] = {"event_id": trigger.event_id,
                                         "at": trigger.at.isoformat(), "sent": sent,
                                         "unreachable": unreachable,
                                         "completed_at": now.isoformat()}
@@ -153,7 +175,8 @@ def attach(p: "Pipeline") -> None:
 
     async def progress(w: EventWriter, trigger: RoundTrigger, partition: int, *,
                        customers: int, sent: int, unreachable: int, repeat: bool) -> None:
-        record = {"event_id": trigger.event_id, "round": trigger.round, "partition": partition,
+        record = {"event_id": trigger.event_id, "kind": trigger.kind, "round": trigger.round,
+                  "partition": partition,
                   "partitions": p.settings.partitions, "customers": customers, "sent": sent,
                   "unreachable": unreachable, "repeat": repeat,
                   "completed_at": utcnow().isoformat()}

@@ -23,7 +23,9 @@ def attach(p: "Pipeline") -> None:
             p.metrics.events_in.labels(msg.topic).inc()
             try:
                 deadline = parse(Deadline, msg.value)
-                if deadline.round not in p.program.rounds:
+                if deadline.kind == "reward_notice" and p.program.rewards is None:
+                    raise BadMessage("kind: the program file has no reward program")
+                if deadline.kind == "guidance_round" and deadline.round not in p.program.rounds:
                     rounds = ", ".join(str(r) for r in sorted(p.program.rounds))
                     raise BadMessage(f"round: {deadline.round} is not a round of the program "
                                      f"({rounds})")
@@ -39,11 +41,12 @@ def attach(p: "Pipeline") -> None:
                 async with EventWriter(p, event) as w:
                     await w.send(names.dead_letter, msg.key, letter.model_dump_json().encode())
                 continue
-            trigger = deadline.model_dump_json(include={"event_id", "round", "at"}).encode()
+            trigger = deadline.model_dump_json(include={"event_id", "kind", "round",
+                                                        "at"}).encode()
             with p.metrics.processing.labels("deadline").time():
                 async with EventWriter(p, event) as w:
                     for partition in range(p.settings.partitions):
                         await w.send(names.round_triggers, deadline.event_id.encode(), trigger,
                                      partition=partition)
-            log.info("round %d (%s) broadcast to %d partitions", deadline.round,
-                     deadline.event_id, p.settings.partitions)
+            log.info("%s %s (%s) broadcast to %d partitions", deadline.kind,
+                     deadline.round or "", deadline.event_id, p.settings.partitions)
