@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "stop everything.")
     demo.add_argument("--customers", type=int, default=3000, help="population size (3000)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (7)")
-    demo.add_argument("--show", type=int, default=3, help="rendered messages to print (3)")
+    demo.add_argument("--show", type=int, default=4, help="rendered messages to print (4)")
     demo.add_argument("--workdir", help="keep the broker and worker logs here "
                       "(default: a temporary folder, removed at the end)")
     demo.set_defaults(func=cmd_demo)

@@ -56,6 +56,7 @@ async def _scenario(settings: Settings, customers: int, seed: int, show: int) ->
             print(f"[{time.monotonic() - started:5.1f}s] {text}", flush=True)
 
         started = time.monotonic()
+        await _publish(producer, names.subscribers, pop.subscribers)
         applications_sent = len(pop.early_applications)
         await _publish(producer, names.applications, pop.early_applications)
         await _publish(producer, names.cancellations,
@@ -88,6 +89,25 @@ async def _scenario(settings: Settings, customers: int, seed: int, show: int) ->
             await reader.wait_for(finished, what=f"round {round_no}")
             step(f"guidance round {round_no} done on all {PARTITIONS} partitions: "
                  f"{count(names.sms) + count(names.email)} tasks in all")
+            if round_no == 1:
+                # The gateways report some round-1 SMS as failed: one e-mail fallback each.
+                failed = [r.value for r in reader.records[names.sms]][:25]
+                await _publish(producer, names.delivery_receipts, [
+                    {"event_id": f"rcpt-{t['notification_id']}", "customer_id": t["customer_id"],
+                     "notification_id": t["notification_id"], "status": "failed",
+                     "reason": "handset unreachable"} for t in failed])
+                step(f"{len(failed)} SMS reported failed by the gateway")
+        await _publish(producer, names.reward_choices, pop.choices)
+        notice = {"event_id": "d-reward-notice", "kind": "reward_notice",
+                  "at": "2026-01-20T10:00:00+09:00"}
+        await _publish(producer, names.deadlines, [notice])
+        await reader.wait_for(lambda: len({r.value["partition"] for r in reader.records[
+            names.round_progress] if r.value["event_id"] == "d-reward-notice"}) == PARTITIONS,
+            what="reward notice")
+        await reader.wait_for(lambda: count(names.reward_choice_results) >= len(pop.choices),
+                              what="OTT choice results")
+        step(f"reward notice done: {count(names.rewards)} grants, "
+             f"{count(names.reward_choice_results)} OTT choices answered")
         await reader.settle(quiet=1.5)
         print_summary(reader, names, show)
         expected = {"decisions": len(pop.cancellations), "refunds": applications_sent,
@@ -106,32 +126,50 @@ def print_summary(reader: OutputReader, names: TopicNames, show: int) -> None:
     refunds = Counter(f"{v['status']} {v['payout_date'] or v['reason']}"
                       for v in reader.values(names.refunds))
     tasks = reader.values(names.sms) + reader.values(names.email)
-    by_round = Counter((t["round"], t["channel"], t.get("message_type") or "-") for t in tasks)
+    from rules.messages import notification_id
+
+    fallback_ids = {notification_id(t["customer_id"], t["round"], fallback=True) for t in tasks
+                    if t.get("kind", "guidance") == "guidance"}
+    by_round = Counter((t["round"], t["channel"], t.get("message_type") or "-",
+                        "fallback" if t["notification_id"] in fallback_ids else "")
+                       for t in tasks if t.get("kind", "guidance") == "guidance")
     unreachable = Counter()
     for p in reader.values(names.round_progress):
-        unreachable[p["round"]] += p["unreachable"]
+        unreachable[str(p["round"] or p.get("kind"))] += p["unreachable"]
     letters = Counter(v["error"].split(":")[0] for v in reader.values(names.dead_letter))
+    rewards = Counter(v["reward"] for v in reader.values(names.rewards))
+    choices = Counter(f"{v['status']} {v['reason'] or v['service']}"
+                      for v in reader.values(names.reward_choice_results))
+    kinds = Counter(t.get("kind", "guidance") for t in tasks)
     print()
     print(table("Decisions by reason", sorted(decisions.items()), ("reason", "count")))
     print()
     print(table("Refunds by status and payout date (or reason)",
                 sorted(refunds.items()), ("status / payout", "count")))
     print()
-    print(table("Notifications by round and channel",
-                [(r, c, m, n) for (r, c, m), n in sorted(by_round.items())],
-                ("round", "channel", "type", "count")))
+    print(table("Guidance by round and channel",
+                [(r, c, m, f, n) for (r, c, m, f), n in sorted(by_round.items())],
+                ("round", "channel", "type", "", "count")))
     print()
     print(table("Unreachable customers (no phone, no e-mail) by round",
                 sorted(unreachable.items()), ("round", "count")))
     print()
     print(table("Dead letters by field", sorted(letters.items()), ("field", "count")))
+    print()
+    print(table("Reward grants", sorted(rewards.items()), ("reward", "count")))
+    print()
+    print(table("OTT choices", sorted(choices.items()), ("result", "count")))
+    print()
+    print(table("Other messages", sorted((k, n) for k, n in kinds.items() if k != "guidance"),
+                ("kind", "count")))
     samples = []
     for round_no in (1, 3):
         for channel in ("sms", "email"):
             found = [t for t in tasks if t["round"] == round_no and t["channel"] == channel]
             if found:
                 samples.append(found[0])
-    for task in samples[:show]:
+    samples += [t for t in tasks if t.get("kind") == "reward_notice" and t["channel"] == "sms"][:1]
+    for task in samples[:max(show - 1, 0)] + samples[-1:] if show else []:
         print(f"\n--- round {task['round']} {task['channel']} "
               f"{task.get('message_type') or ''} to {mask_address(task['channel'], task['to'])}"
               f", send after {task['send_after']}")

@@ -41,6 +41,9 @@ class Population:
     applications: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     early_applications: list[dict[str, Any]] = field(default_factory=list)
     duplicates: list[dict[str, Any]] = field(default_factory=list)
+    # Line snapshots of customers who stay (the reward program) and their OTT choices.
+    subscribers: list[dict[str, Any]] = field(default_factory=list)
+    choices: list[dict[str, Any]] = field(default_factory=list)
     malformed: list[bytes] = field(default_factory=list)
 
 
@@ -90,6 +93,21 @@ def generate(customers: int, seed: int = 7) -> Population:
             if i % 40 == 1:  # a second application by the same customer
                 second = dict(app, event_id=f"a2-{i:07d}", applied_at=APPLY_AT[3][1])
                 pop.applications[3].append(second)
+    for i in range(customers // 3):
+        cid = f"S{i:07d}"
+        line = rng.choices(["postpaid", "prepaid", "mvno", "iot"], [80, 10, 6, 4])[0]
+        status = rng.choices(["active", "suspended", "cancelled"], [85, 10, 5])[0]
+        as_of = rng.choice(["2026-01-02T09:00:00+09:00", "2026-01-13T23:00:00+09:00",
+                            "2026-01-13T14:00:00Z"])
+        pop.subscribers.append({"event_id": f"s-{i:07d}", "customer_id": cid,
+                                "line_type": line, "status": status, "as_of": as_of,
+                                "contact": contact(rng, i)})
+        if i % 10 == 0:
+            pop.choices.append({"event_id": f"o-{i:07d}", "customer_id": cid,
+                                "service": rng.choice(["OTT-A", "OTT-B"])})
+        if i % 40 == 0:  # a second choice, refused
+            pop.choices.append({"event_id": f"o2-{i:07d}", "customer_id": cid,
+                                "service": "OTT-A"})
     bad = [b"not json at all", b"\xff\xfe\x00garbage",
            json.dumps({"event_id": "c-bad-1", "customer_id": "C9999991"}).encode(),
            json.dumps({**pop.cancellations[0], "event_id": "c-bad-2", "customer_id": "C9999992",
