@@ -13,7 +13,7 @@ from rules.customer import Effects
 from rules.messages import NOTIFICATION_NAMESPACE, clean_text, render, sms_type
 from rules.program import Program
 from rules.reminders import Recipient, choose_recipient, send_after
-from schemas.events import RewardChoice, Subscriber
+from schemas.events import Contact, RewardChoice, Subscriber
 from schemas.outputs import ChoiceResult, Notification, RewardGrant
 from schemas.state import CustomerState, SentRound
 
@@ -93,7 +93,7 @@ def _message(state: CustomerState, recipient: Recipient, template: str, kind: st
                         html=ad(render(template, "html", context), "html"))
 
 
-def _contact(state: CustomerState):
+def _contact(state: CustomerState) -> Contact | None:
     return state.subscriber_contact or (state.cancellation.contact if state.cancellation
                                         else None)
 
