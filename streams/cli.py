@@ -31,7 +31,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 def cmd_worker(args: argparse.Namespace) -> int:
     import faust
 
-    from streams.admin import TopicMismatch, ensure_topics
+    from streams.admin import TopicMismatch, ensure_topics, wait_for_open_transactions
     from streams.app import Pipeline
     from streams.logs import logging_config
     from streams.runner import READY_LINE
@@ -41,6 +41,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     pipeline = Pipeline(settings)
     try:
         asyncio.run(ensure_topics(settings))
+        asyncio.run(wait_for_open_transactions(settings))
     except TopicMismatch as exc:
         print(f"waiver worker: {exc}", file=sys.stderr)
         return 2

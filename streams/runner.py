@@ -28,7 +28,7 @@ class WorkerProcess:
                 env[ENV_PREFIX + name.upper()] = str(value)
         return env
 
-    def start(self, timeout: float = 90.0) -> "WorkerProcess":
+    def start(self, timeout: float = 180.0) -> "WorkerProcess":
         self._log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         out = self.log_file.open("ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"],

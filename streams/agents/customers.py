@@ -142,7 +142,7 @@ def attach(p: "Pipeline") -> None:
         async with EventWriter(p, event) as w:
             done = dict(p.rounds_done.get(str(partition)) or {})
             if trigger.label in done:
-                log.info("%s partition %d: already processed (%s), nothing to do",
+                log.info("round %s partition %d: already processed (%s), nothing to do",
                          trigger.label, partition, done[trigger.label]["event_id"])
                 await progress(w, trigger, partition, customers=0, sent=0, unreachable=0,
                                repeat=True)
@@ -163,7 +163,7 @@ def attach(p: "Pipeline") -> None:
                 sent += len(effects.notifications)
                 unreachable += len(effects.unreachable_rounds)
                 await write(w, effects)
-            log.info("%s partition %d: %d tasks, %d unreachable, %d customers",
+            log.info("round %s partition %d: %d tasks, %d unreachable, %d customers",
                      trigger.label, partition, sent, unreachable, len(keys))
             done[trigger.label] = {"event_id": trigger.event_id,
                                         "at": trigger.at.isoformat(), "sent": sent,
