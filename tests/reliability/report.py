@@ -44,6 +44,24 @@ def main(paths: list[str]) -> None:
   shows how many. Gateways must drop a `notification_id` they have already sent.
 - **tansu keeps no data across its own restart** (memory storage), so the broker-restart
   test runs on Apache Kafka only.
+
+## What these tests found in faust-streaming 0.15, and the fixes
+
+1. Its exactly-once picks a transaction by each record's destination partition, so
+   outputs to topics the worker does not consume went out outside any transaction, and
+   its commit timer commits between two sends of one event: duplicates after a kill.
+   Fix: `streams/writer.py` sends an event's outputs, table changes and offset through
+   the source partition's transactional producer, holding its lock until the ack.
+2. Its recovery under exactly-once took a changelog's end from the last *fetch*
+   (`last_stable_offset`), unknown right after an assignment, and recovered nothing:
+   after a broker restart a fresh worker decided every customer again. Fix: ask the
+   broker (`streams/faust_fixes.py`).
+3. A race at the end of recovery dropped records already marked read (a round trigger
+   lost, a round never finishing, in about half of the restarts). Fix: stop the
+   consumer's flow before the seek (`streams/faust_fixes.py`).
+4. A changelog transaction left open by a dead worker hides the records after it until
+   the broker aborts it; the worker waits for such transactions before it recovers
+   (`streams/admin.py`).
 """)
 
 
