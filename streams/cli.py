@@ -70,7 +70,9 @@ def _topic(settings: Settings, name: str) -> str:
 
     names = TopicNames(settings.topic_prefix)
     short = {"cancellations": names.cancellations, "applications": names.applications,
-             "deadlines": names.deadlines}
+             "deadlines": names.deadlines, "subscribers": names.subscribers,
+             "reward-choices": names.reward_choices,
+             "delivery-receipts": names.delivery_receipts}
     return short.get(name, name)
 
 
@@ -151,7 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     publish = sub.add_parser("publish", help="publish a JSON-lines file of events to a topic",
                              description="Publish each line of FILE as one message, keyed by "
                              "its customer_id. TOPIC is a full topic name or one of "
-                             "cancellations, applications, deadlines.", epilog=ENV_HELP)
+                             "cancellations, applications, deadlines, subscribers, "
+                             "reward-choices, delivery-receipts.", epilog=ENV_HELP)
     _common(publish)
     publish.add_argument("topic", metavar="TOPIC")
     publish.add_argument("file", metavar="FILE.jsonl", help="'-' reads standard input")
