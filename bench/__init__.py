@@ -1,0 +1,1 @@
+"""Benchmarks of the pipeline against raw aiokafka: see bench/README.md."""

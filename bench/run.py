@@ -1,0 +1,717 @@
+"""Benchmark the pipeline against raw aiokafka, on one broker, in one run.
+
+    python bench/run.py --n 20000 --out bench/results/20k [--broker tansu|kafka] [--profile]
+
+Phases, all on the same broker and topics:
+  idle      a worker on empty topics: its resident memory (the base for bytes/customer)
+  ingest    N cancellations published first, then a worker started: decisions/s from the
+            first decision to the N-th; baseline: raw aiokafka consume + produce
+  fan-out   one guidance-round deadline: seconds until N SMS/e-mail tasks are out and all
+            partitions reported progress; baseline: raw aiokafka producing N records
+  memory    the worker's VmHWM after the fan-out; bytes per customer in the table
+  recovery  SIGKILL the worker, start a fresh one (new data dir): seconds until ready
+  latency   on that worker, cancellations at a steady rate: publish -> decision, per event
+Writes OUT/results.json, OUT/results.md and the logs; with --profile, the worker runs
+under pyinstrument for ingest and fan-out and OUT/profile-*.{html,txt} are written.
+"""
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from aiokafka import AIOKafkaProducer  # noqa: E402
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
+
+from bench.counter import RecordCounter  # noqa: E402
+from brokers.tansu import embedded_broker, free_port  # noqa: E402
+from streams.admin import ensure_topics  # noqa: E402
+from streams.runner import WorkerProcess  # noqa: E402
+from streams.settings import Settings  # noqa: E402
+from streams.topics import TopicNames  # noqa: E402
+from tests.factories import cancellation_dict  # noqa: E402
+
+PARTITIONS = 8
+PREFIX = "bench."
+ROUND_AT = "2026-01-21T10:00:00+09:00"
+PROFILE_TOGGLE = signal.SIGRTMIN + 3  # type: ignore[attr-defined]  # see profiled_worker.py
+BENCH = Path(__file__).resolve().parent
+
+
+def step(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+# ---------------------------------------------------------------- the machine, /proc
+
+def machine_info() -> dict[str, Any]:
+    model = "unknown"
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem = 0
+    with open("/proc/meminfo", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem = int(line.split()[1]) * 1024
+    return {"cpu_count": os.cpu_count(), "cpu_model": model, "memory_bytes": mem,
+            "python": platform.python_version(), "platform": platform.platform(),
+            "loadavg_at_start": os.getloadavg()}
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    """VmHWM, VmRSS, ... of a process, in bytes."""
+    values = {}
+    with open(f"/proc/{pid}/status", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("Vm") and line.rstrip().endswith("kB"):
+                name, rest = line.split(":", 1)
+                values[name] = int(rest.split()[0]) * 1024
+    return values
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_of_stat(path: str) -> float:
+    with open(path, encoding="utf-8") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
+
+
+def cpu_times(pid: int | None, threads: bool = True) -> dict[str, float]:
+    """CPU seconds of a process: in all, and of its main thread (the event loop)."""
+    if pid is None:
+        return {}
+    try:
+        times = {"total": _cpu_of_stat(f"/proc/{pid}/stat")}
+        if threads:
+            times["main_thread"] = _cpu_of_stat(f"/proc/{pid}/task/{pid}/stat")
+    except OSError:
+        return {}
+    return times
+
+
+def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {k: round(after[k] - before[k], 2) for k in before if k in after}
+
+
+def tansu_pid(port: str) -> int | None:
+    """The embedded broker is our child: find it by its listener port."""
+    me = os.getpid()
+    for task in os.listdir(f"/proc/{me}/task"):
+        try:
+            children = Path(f"/proc/{me}/task/{task}/children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            try:
+                cmd = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if b"broker" in cmd and f":{port}".encode() in cmd:
+                return int(child)
+    return None
+
+
+# ---------------------------------------------------------------- workers
+
+class BenchWorker(WorkerProcess):
+    """WorkerProcess, optionally under pyinstrument (bench/profiled_worker.py)."""
+
+    def __init__(self, settings: Settings, log_file: Path, profile_dir: Path | None = None
+                 ) -> None:
+        super().__init__(settings, log_file)
+        self.profile_dir = profile_dir
+
+    def start(self, timeout: float = 90.0) -> "BenchWorker":
+        if self.profile_dir is None:
+            super().start(timeout)
+            return self
+        self._log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
+        env = self.environment()
+        env["BENCH_PROFILE_DIR"] = str(self.profile_dir)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT),
+                                                          env.get("PYTHONPATH")]))
+        with self.log_file.open("ab") as out:
+            self.proc = subprocess.Popen([sys.executable, str(BENCH / "profiled_worker.py")],
+                                         env=env, stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        self.wait_ready(timeout)
+        return self
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.running and self.proc is not None else None
+
+    async def profile(self, phase: str, start: bool) -> None:
+        """Start or stop the profiler of phase `phase`; waits until it is done."""
+        if self.profile_dir is None or self.pid is None:
+            return
+        if start:
+            (self.profile_dir / ".phase").write_text(phase)
+        marker = self.profile_dir / (f".started-{phase}" if start else f".done-{phase}")
+        os.kill(self.pid, PROFILE_TOGGLE)
+        deadline = time.monotonic() + 300
+        while not marker.exists():
+            if time.monotonic() > deadline or not self.running:
+                raise RuntimeError(f"the profiler did not {'start' if start else 'stop'} "
+                                   f"for {phase}")
+            await asyncio.sleep(0.1)
+
+
+def worker_settings(bootstrap: str, prefix: str, data_dir: Path, guarantee: str) -> Settings:
+    return Settings(broker=f"kafka://{bootstrap}", topic_prefix=prefix, partitions=PARTITIONS,
+                    session_timeout=6.0, web_port=free_port(), data_dir=str(data_dir),
+                    processing_guarantee=guarantee)  # logging: the defaults (info, JSON)
+
+
+# ---------------------------------------------------------------- data
+
+def cancellation(tag: str, i: int) -> tuple[bytes, bytes]:
+    """An eligible cancellation; a third phone only, a third e-mail only, a third both."""
+    kind = i % 3
+    contact = {"name": "김민수",
+               "phone": None if kind == 1 else f"010-{2000 + (i // 10000) % 8000}-{i % 10000:04d}",
+               "email": None if kind == 0 else f"user{i}@example.com",
+               "preferred_channel": ["sms", "email", None][kind]}
+    cid = f"{tag}{i:07d}"
+    event = cancellation_dict(cid, event_id=f"{tag.lower()}-c{i}", contact=contact)
+    return cid.encode(), json.dumps(event, ensure_ascii=False).encode()
+
+
+def backlog(tag: str, n: int) -> Iterator[tuple[bytes, bytes]]:
+    for i in range(n):
+        yield cancellation(tag, i)
+
+
+async def publish(bootstrap: str, topic: str, records: Iterator[tuple[bytes, bytes]]) -> int:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20,
+                                max_batch_size=256 * 1024, max_request_size=8 * 1024 * 1024)
+    await producer.start()
+    count = 0
+    try:
+        pending = []
+        for key, value in records:
+            pending.append(await producer.send(topic, value, key=key))
+            count += 1
+            if len(pending) >= 20000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return count
+
+
+async def create_topic(bootstrap: str, topic: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30000)
+    await admin.start()
+    try:
+        if topic not in set(await admin.list_topics()):
+            await admin.create_topics([NewTopic(topic, PARTITIONS, 1)])
+        for _ in range(100):
+            described = await admin.describe_topics([topic])
+            if described and len(described[0].get("partitions") or []) == PARTITIONS:
+                return
+            await asyncio.sleep(0.1)
+        raise TimeoutError(f"topic {topic} not ready")
+    finally:
+        await admin.close()
+
+
+async def run_baseline(mode: str, bootstrap: str, counter: RecordCounter, dest: str, n: int,
+                       size: int, timeout: float, stall: float, source: str | None = None
+                       ) -> dict[str, float]:
+    """Run bench/baseline.py in its own process; its t0, and the first and last output
+    the counter sees."""
+    args = [sys.executable, str(BENCH / "baseline.py"), mode, "--bootstrap", bootstrap,
+            "--dest", dest, "--n", str(n), "--size", str(max(16, int(size))),
+            "--timeout", str(timeout)]
+    if source:
+        args += ["--source", source]
+    proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), timeout)
+        if not line:
+            raise RuntimeError(f"baseline {mode} exited before starting")
+        t0 = json.loads(line)["t0"]
+        await counter.wait_for(lambda: counter.count(dest) >= n, timeout=timeout, stall=stall,
+                               what=f"baseline {mode}", alive=lambda: proc.returncode is None
+                               or counter.count(dest) >= n)
+        await asyncio.wait_for(proc.wait(), 60)
+        last = counter.last_arrival(dest)
+        first = counter.first_arrival(dest)
+        assert last is not None and first is not None
+        return {"t0": t0, "first": first, "last": last}
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+# ---------------------------------------------------------------- the phases
+
+RECOVERY_MARKS = {  # Faust's own log messages, first occurrence of each
+    "joining_group": "Revoking previously assigned partitions",
+    "assigned": "Elected group leader",
+    "changelog_read_start": "Restoring state from changelog topics",
+    "changelog_read_done": "Done reading from changelog topics",
+    "ready": "Worker ready",
+}
+
+
+def ready_at(worker: WorkerProcess) -> float | None:
+    """When the worker logged "[^Worker]: Ready", as time.monotonic() of this process
+    (the ready line that WorkerProcess.start polls for is seen up to 0.2 s later)."""
+    for line in worker.log_text().splitlines():
+        if line.startswith("{") and "[^Worker]: Ready" in line:
+            with contextlib.suppress(ValueError, KeyError):
+                wall = datetime.fromisoformat(json.loads(line)["ts"]).timestamp()
+                return wall - (time.time() - time.monotonic())
+    return None
+
+
+def recovery_phases(log_text: str, launched_wall: float) -> dict[str, float]:
+    """Seconds from launch to each step of the worker's start, from its JSON log."""
+    found: dict[str, float] = {}
+    for line in log_text.splitlines():
+        if not line.startswith("{"):
+            continue
+        try:
+            record = json.loads(line)
+            ts = datetime.fromisoformat(record["ts"]).timestamp()
+        except (ValueError, KeyError):
+            continue
+        for name, text in RECOVERY_MARKS.items():
+            if name not in found and text in record.get("message", ""):
+                found[name] = round(ts - launched_wall, 2)
+    return found
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile of sorted `values`."""
+    if not values:
+        return float("nan")
+    rank = max(1, min(len(values), round(q / 100 * len(values) + 0.5)))
+    return values[rank - 1]
+
+
+async def bench(args: argparse.Namespace, bootstrap: str, broker_pid: int | None,
+                tmp: Path, out: Path, workers: list[BenchWorker], results: dict[str, Any]
+                ) -> None:
+    """Run the phases, filling `results` as they finish (kept when a later one fails)."""
+    counters: list[RecordCounter] = []
+    main_task = asyncio.current_task()
+    assert main_task is not None
+    # SIGTERM/SIGINT: cancel the run, so that the partial results are still written
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, main_task.cancel)
+    try:
+        await phases(args, bootstrap, broker_pid, tmp, out, workers, results, counters)
+    finally:
+        for c in counters:
+            await c.stop()
+
+
+async def phases(args: argparse.Namespace, bootstrap: str, broker_pid: int | None,
+                 tmp: Path, out: Path, workers: list[BenchWorker], results: dict[str, Any],
+                 counters: list[RecordCounter]) -> None:
+    async def counter(topics: list[str], **options: Any) -> RecordCounter:
+        c = RecordCounter(bootstrap, topics, isolation_level=isolation, **options)
+        counters.append(c)
+        return await c.start()
+
+    n = args.n
+    guarantee = "exactly_once" if args.broker == "kafka" else "at_least_once"
+    isolation = "read_committed" if args.broker == "kafka" else "read_uncommitted"
+    timeout = args.phase_timeout or (60 + n / 150)
+    stall = 60.0
+    names = TopicNames(PREFIX)
+    results.update({"broker": args.broker, "n": n, "processing_guarantee": guarantee,
+                    "partitions": PARTITIONS, "profile": bool(args.profile),
+                    "started_at": datetime.now(UTC).isoformat(timespec="seconds")})
+
+    # -- idle: a worker with an empty table, on topics of its own
+    step("idle worker (empty table) for the memory baseline")
+    idle = BenchWorker(worker_settings(bootstrap, "idle.", tmp / "idle", guarantee),
+                       out / "worker-idle.log")
+    workers.append(idle)
+    await asyncio.to_thread(idle.start, 120.0)
+    await asyncio.sleep(3)
+    assert idle.pid is not None
+    idle_rss = proc_status(idle.pid)["VmRSS"]
+    await asyncio.to_thread(idle.stop)
+    step(f"idle worker RSS {idle_rss / 2**20:.1f} MiB")
+
+    # -- ingest
+    settings = worker_settings(bootstrap, PREFIX, tmp / "worker", guarantee)
+    await ensure_topics(settings)
+    step(f"publishing {n} cancellations")
+    t = time.monotonic()
+    await publish(bootstrap, names.cancellations, backlog("B", n))
+    publish_seconds = time.monotonic() - t
+    step(f"published in {publish_seconds:.1f}s ({n / publish_seconds:.0f}/s)")
+    outputs = await counter([names.decisions, names.dead_letter])
+    profile_dir = out if args.profile else None
+    worker = BenchWorker(settings, out / "worker.log", profile_dir)
+    workers.append(worker)
+    t_launch = time.monotonic()
+    await asyncio.to_thread(worker.start, 120.0)
+    t_ready = ready_at(worker) or time.monotonic()
+    await worker.profile("ingest", start=True)
+    cpu0, bcpu0 = cpu_times(worker.pid), cpu_times(broker_pid, threads=False)
+    step(f"worker ready after {t_ready - t_launch:.1f}s; waiting for {n} decisions")
+    try:
+        await outputs.wait_for(lambda: outputs.count(names.decisions) >= n, timeout=timeout,
+                               stall=stall, what="ingest", alive=lambda: worker.running)
+    except (TimeoutError, RuntimeError, asyncio.CancelledError):
+        done = outputs.count(names.decisions)
+        span = (outputs.last_arrival(names.decisions) or 0) - (
+            outputs.first_arrival(names.decisions) or 0)
+        results["ingest"] = {"partial": True, "decisions": done, "seconds": round(span, 1),
+                             "events_per_second": round(done / span, 1) if span else None}
+        raise
+    cpu1, bcpu1 = cpu_times(worker.pid), cpu_times(broker_pid, threads=False)
+    await worker.profile("ingest", start=False)
+    first, last = outputs.first_arrival(names.decisions), outputs.last_arrival(names.decisions)
+    assert first is not None and last is not None
+    decision_size = outputs.average_size(names.decisions)
+    dead_letters = outputs.count(names.dead_letter)
+    await outputs.stop()
+    ours_eps = n / max(last - t_ready, 1e-6)
+    step(f"ingest: {n} decisions {last - t_ready:.2f}s after ready = {ours_eps:.0f}/s "
+         f"({dead_letters} dead letters)")
+
+    step("ingest baseline: raw aiokafka consume + produce")
+    base_topic = PREFIX + "baseline.ingest-out"
+    await create_topic(bootstrap, base_topic)
+    base_counter = await counter([base_topic])
+    b = await run_baseline("ingest", bootstrap, base_counter, base_topic, n, decision_size,
+                           timeout, stall, source=names.cancellations)
+    await base_counter.stop()
+    base_eps = n / max(b["last"] - b["t0"], 1e-6)
+    step(f"ingest baseline: {base_eps:.0f}/s")
+    results["ingest"] = {
+        "ratio": round(ours_eps / base_eps, 4),
+        "events_per_second": round(ours_eps, 1),
+        "baseline_events_per_second": round(base_eps, 1),
+        "seconds": round(last - t_ready, 3),
+        "baseline_seconds": round(b["last"] - b["t0"], 3),
+        "seconds_first_to_last_decision": round(last - first, 3),
+        "worker_start_seconds": round(t_ready - t_launch, 3),
+        "publish_seconds": round(publish_seconds, 3),
+        "decision_avg_bytes": round(decision_size, 1),
+        "dead_letters": dead_letters,
+        "worker_cpu_seconds": cpu_delta(cpu0, cpu1),
+        "broker_cpu_seconds": cpu_delta(bcpu0, bcpu1),
+    }
+
+    # -- fan-out
+    tasks = [names.sms, names.email]
+    fan = await counter([*tasks, names.round_progress])
+    await worker.profile("fanout", start=True)
+    cpu0, bcpu0 = cpu_times(worker.pid), cpu_times(broker_pid, threads=False)
+    deadline = {"event_id": "bench-round-1", "kind": "guidance_round", "round": 1,
+                "at": ROUND_AT}
+    step("fan-out: guidance round 1")
+    t0 = time.monotonic()
+    await publish(bootstrap, names.deadlines, iter([(b"bench-round-1",
+                                                     json.dumps(deadline).encode())]))
+    await fan.wait_for(lambda: fan.count(*tasks) >= n
+                       and fan.count(names.round_progress) >= PARTITIONS,
+                       timeout=timeout, stall=stall, what="fan-out",
+                       alive=lambda: worker.running)
+    cpu1, bcpu1 = cpu_times(worker.pid), cpu_times(broker_pid, threads=False)
+    await worker.profile("fanout", start=False)
+    t_tasks = fan.last_arrival(*tasks)
+    t_progress = fan.last_arrival(names.round_progress)
+    assert t_tasks is not None and t_progress is not None
+    task_size = fan.average_size(*tasks)
+    sms, email = fan.count(names.sms), fan.count(names.email)
+    await fan.stop()
+    fan_seconds = t_tasks - t0
+    step(f"fan-out: {sms} SMS + {email} e-mail tasks in {fan_seconds:.2f}s")
+
+    # -- memory, before anything else runs in the worker
+    assert worker.pid is not None
+    status = proc_status(worker.pid)
+    peak = status["VmHWM"]
+    results["memory"] = {
+        "peak_rss_bytes": peak,
+        "bytes_per_customer": round((peak - idle_rss) / n, 1),
+        "idle_rss_bytes": idle_rss,
+        "rss_after_fanout_bytes": status["VmRSS"],
+        "bytes_per_customer_from_rss_after_fanout": round((status["VmRSS"] - idle_rss) / n, 1),
+    }
+
+    step("fan-out baseline: raw aiokafka producing N pre-rendered records")
+    base_topic = PREFIX + "baseline.fanout-out"
+    await create_topic(bootstrap, base_topic)
+    base_counter = await counter([base_topic])
+    b = await run_baseline("fanout", bootstrap, base_counter, base_topic, n, task_size,
+                           timeout, stall)
+    await base_counter.stop()
+    base_seconds = b["last"] - b["t0"]
+    step(f"fan-out baseline: {base_seconds:.2f}s")
+    results["fanout"] = {
+        "ratio": round(fan_seconds / base_seconds, 3),
+        "seconds": round(fan_seconds, 3),
+        "baseline_seconds": round(base_seconds, 3),
+        "seconds_until_all_partitions_reported": round(t_progress - t0, 3),
+        "tasks": sms + email, "sms": sms, "email": email,
+        "tasks_per_second": round((sms + email) / fan_seconds, 1),
+        "baseline_tasks_per_second": round(n / base_seconds, 1),
+        "task_avg_bytes": round(task_size, 1),
+        "worker_cpu_seconds": cpu_delta(cpu0, cpu1),
+        "broker_cpu_seconds": cpu_delta(bcpu0, bcpu1),
+    }
+
+    # -- recovery: SIGKILL, then a fresh worker with an empty data dir
+    step("recovery: SIGKILL the worker, start a fresh one")
+    worker.kill()
+    fresh = BenchWorker(worker_settings(bootstrap, PREFIX, tmp / "worker-fresh", guarantee),
+                        out / "worker-recovered.log")
+    workers.append(fresh)
+    t, t_wall = time.monotonic(), time.time()
+    await asyncio.to_thread(fresh.start, max(120.0, timeout))
+    recovery_seconds = time.monotonic() - t
+    results["recovery"] = {"seconds": round(recovery_seconds, 3), "customers": n,
+                           "changelog_records": "N decisions + N rounds sent",
+                           "session_timeout_seconds": settings.session_timeout,
+                           "seconds_from_launch_to": recovery_phases(fresh.log_text(), t_wall)}
+    step(f"recovery: ready after {recovery_seconds:.1f}s")
+
+    # -- latency, on the recovered worker
+    results["latency"] = await latency(args, bootstrap, names, isolation, fresh, stall)
+    await asyncio.to_thread(fresh.stop)
+
+
+async def latency(args: argparse.Namespace, bootstrap: str, names: TopicNames, isolation: str,
+                  worker: BenchWorker, stall: float) -> dict[str, Any]:
+    rate, seconds = args.latency_rate, args.latency_seconds
+    total = int(rate * seconds)
+    sent_at = [0.0] * total
+    arrived = [0.0] * total
+    received = 0
+
+    def on_decision(topic: str, message: Any, now: float) -> None:
+        nonlocal received
+        source = json.loads(message.value).get("source_event_id", "")
+        if source.startswith("l-c"):
+            i = int(source[3:])
+            if 0 <= i < total and not arrived[i]:
+                arrived[i] = now
+                received += 1
+
+    counter = await RecordCounter(bootstrap, [names.decisions], from_end=True,
+                                  isolation_level=isolation, on_record=on_decision).start()
+    step(f"latency: {rate}/s for {seconds:.0f}s ({total} cancellations)")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    publish_span, timed_out = 0.0, None
+    try:
+        records = [cancellation("L", i) for i in range(total)]  # rendered ahead of time
+        pending = []
+        started = time.monotonic()
+        i = 0
+        while i < total:
+            due = min(total, int((time.monotonic() - started) * rate) + 1)
+            while i < due:
+                key, value = records[i]
+                sent_at[i] = time.monotonic()
+                pending.append(await producer.send(names.cancellations, value, key=key))
+                i += 1
+            await asyncio.sleep(0.002)
+        publish_span = time.monotonic() - started
+        await asyncio.gather(*pending)
+        await counter.wait_for(lambda: received >= total, timeout=60 + total / 100, stall=stall,
+                               what="latency", alive=lambda: worker.running)
+    except TimeoutError as exc:  # report what arrived
+        timed_out = str(exc)
+        step(f"latency: {exc}")
+    finally:
+        await producer.stop()
+        await counter.stop()
+    lat = sorted((a - s) * 1000 for a, s in zip(arrived, sent_at, strict=True) if a and s)
+    result = {"p50_ms": round(percentile(lat, 50), 1), "p99_ms": round(percentile(lat, 99), 1),
+              "max_ms": round(lat[-1], 1) if lat else None,
+              "mean_ms": round(sum(lat) / len(lat), 1) if lat else None,
+              "rate_per_second": rate, "seconds": seconds, "events": total,
+              "received": len(lat),
+              "decisions_per_second": round((len(lat) - 1) / max(
+                  (counter.last_arrival(names.decisions) or 0)
+                  - (counter.first_arrival(names.decisions) or 0), 1e-6), 1),
+              "achieved_publish_rate": round(total / publish_span, 1) if publish_span else None,
+              "timed_out": timed_out}
+    step(f"latency: p50 {result['p50_ms']} ms, p99 {result['p99_ms']} ms, "
+         f"max {result['max_ms']} ms ({len(lat)}/{total} received)")
+    return result
+
+
+# ---------------------------------------------------------------- report
+
+def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    i, f, lat, m, rec = r["ingest"], r["fanout"], r["latency"], r["memory"], r["recovery"]
+    return [
+        ("ingest (decisions/s)", f"{i['events_per_second']:,.0f}",
+         f"{i['baseline_events_per_second']:,.0f}", f"{i['ratio']:.3f}"),
+        ("fan-out (s for N tasks)", f"{f['seconds']:.2f}", f"{f['baseline_seconds']:.2f}",
+         f"{f['ratio']:.2f}"),
+        ("fan-out (tasks/s)", f"{f['tasks_per_second']:,.0f}",
+         f"{f['baseline_tasks_per_second']:,.0f}", ""),
+        ("latency p50 / p99 / max (ms)",
+         f"{lat['p50_ms']} / {lat['p99_ms']} / {lat['max_ms']}", "", ""),
+        ("peak RSS (MiB)", f"{m['peak_rss_bytes'] / 2**20:.1f}", "", ""),
+        ("bytes per customer", f"{m['bytes_per_customer']:,.0f}", "", ""),
+        ("recovery (s to ready)", f"{rec['seconds']:.2f}", "", ""),
+    ]
+
+
+def text_table(r: dict[str, Any]) -> str:
+    header = ("metric", "pipeline", "raw aiokafka", "ratio")
+    cells = [header, *rows(r)]
+    widths = [max(len(c[k]) for c in cells) for k in range(4)]
+    return "\n".join("  ".join(c[k].ljust(widths[k]) for k in range(4)) for c in cells)
+
+
+def cpu_text(cpu: dict[str, float]) -> str:
+    if not cpu:
+        return "n/a"
+    main = f" (event-loop thread {cpu['main_thread']} s)" if "main_thread" in cpu else ""
+    return f"{cpu['total']} s{main}"
+
+
+def markdown(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    lines = [f"# Benchmark: {r['n']:,} customers, {r['broker']} ({r['processing_guarantee']})",
+             "",
+             f"{r['started_at']}; {m['cpu_count']} × {m['cpu_model']}, "
+             f"{m['memory_bytes'] / 2**30:.1f} GiB, Python {m['python']}; load average "
+             f"{m['loadavg_at_start'][0]:.2f} at start, {r['loadavg_at_end'][0]:.2f} at end.",
+             ""]
+    if r["profile"]:
+        lines += ["**Profiled run** (pyinstrument in the worker): times are inflated; use "
+                  "the profile-*.txt files, not these figures.", ""]
+    lines += ["| metric | pipeline | raw aiokafka | ratio (pipeline/baseline) |",
+              "| --- | ---: | ---: | ---: |"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows(r)]
+    i, f = r["ingest"], r["fanout"]
+    lines += ["",
+              "- ingest: N / seconds from the worker's ready line (the baseline: from its "
+              "partition assignment) to the N-th output seen on the topic; worker ready "
+              f"{i['worker_start_seconds']} s after launch; first to N-th decision "
+              f"{i['seconds_first_to_last_decision']} s; worker CPU "
+              f"{cpu_text(i['worker_cpu_seconds'])}, broker CPU "
+              f"{cpu_text(i['broker_cpu_seconds'])}.",
+              "- fan-out: from publishing the deadline to the N-th task seen; all partitions "
+              f"reported after {f['seconds_until_all_partitions_reported']} s; worker CPU "
+              f"{cpu_text(f['worker_cpu_seconds'])}, broker CPU "
+              f"{cpu_text(f['broker_cpu_seconds'])}.",
+              f"- memory: idle worker {r['memory']['idle_rss_bytes'] / 2**20:.1f} MiB; "
+              f"RSS after fan-out {r['memory']['rss_after_fanout_bytes'] / 2**20:.1f} MiB.",
+              f"- recovery: SIGKILL, then a fresh worker (empty data dir); includes waiting "
+              f"out the dead member's session ({r['recovery']['session_timeout_seconds']} s); "
+              "seconds from launch to: " + ", ".join(
+                  f"{k.replace('_', ' ')} {v}" for k, v in
+                  r["recovery"]["seconds_from_launch_to"].items()) + ".",
+              f"- latency: {r['latency']['events']} cancellations at "
+              f"{r['latency']['rate_per_second']}/s (achieved "
+              f"{r['latency']['achieved_publish_rate']}/s), "
+              f"{r['latency']['received']} decisions matched.",
+              "", "```json", json.dumps(r, indent=2, ensure_ascii=False), "```", ""]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=20000, help="customers (default 20000)")
+    parser.add_argument("--out", required=True, help="folder for results and logs")
+    parser.add_argument("--broker", choices=["tansu", "kafka"], default="tansu")
+    parser.add_argument("--profile", action="store_true",
+                        help="run the worker under pyinstrument during ingest and fan-out")
+    parser.add_argument("--latency-rate", type=int, default=1000, help="events/s (1000)")
+    parser.add_argument("--latency-seconds", type=float, default=20.0, help="seconds (20)")
+    parser.add_argument("--phase-timeout", type=float,
+                        help="seconds each phase may take (default 60 + N/150)")
+    args = parser.parse_args()
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    for pattern in (".*-*", ".phase", "*.log", "profile-*", "results.*"):  # an earlier run's
+        for stale in out.glob(pattern):
+            stale.unlink()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanup below
+    machine = machine_info()
+    workers: list[BenchWorker] = []
+    results: dict[str, Any] = {}
+    ok = False
+    with tempfile.TemporaryDirectory(prefix="waiver-bench-") as tmp_name, ExitStack() as stack:
+        tmp = Path(tmp_name)
+        try:
+            if args.broker == "kafka":
+                from brokers.apache_kafka import KafkaServer
+
+                server = KafkaServer(tmp / "kafka")
+                stack.callback(server.stop)
+                server.start()
+                bootstrap, broker_pid = server.bootstrap, (server.proc.pid if server.proc
+                                                           else None)
+            else:
+                bootstrap = stack.enter_context(embedded_broker(log_file=out / "broker.log"))
+                broker_pid = tansu_pid(bootstrap.rsplit(":", 1)[1])
+            step(f"{args.broker} broker on {bootstrap}; results in {out}")
+            asyncio.run(bench(args, bootstrap, broker_pid, tmp, out, workers, results))
+            ok = True
+        except (Exception, asyncio.CancelledError) as exc:
+            traceback.print_exc()
+            results["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else \
+                "interrupted (signal)" if isinstance(exc, asyncio.CancelledError) \
+                else type(exc).__name__
+        finally:
+            for w in workers:
+                if not w.running:
+                    continue
+                if ok:
+                    w.stop(15)
+                else:
+                    w.kill()
+    for marker in out.glob(".*-*"):
+        marker.unlink()
+    (out / ".phase").unlink(missing_ok=True)
+    results["machine"] = machine
+    results["loadavg_at_end"] = os.getloadavg()
+    (out / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    if not ok:
+        print(f"\nFAILED; partial results in {out / 'results.json'}", file=sys.stderr)
+        return 1
+    (out / "results.md").write_text(markdown(results))
+    print()
+    print(text_table(results))
+    print(f"\nwritten: {out / 'results.json'}, {out / 'results.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
