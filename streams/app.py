@@ -107,5 +107,10 @@ class Pipeline:
         print("topic groups:", dict(self.app.assignor._topic_groups), file=sys.stderr)
         _dump_tasks()
 
+    def owned_partitions(self) -> set[int]:
+        """The customer partitions this worker processes now (its active assignment)."""
+        return {tp.partition for tp in self.app.consumer.assignment()
+                if tp.topic == self.names.round_triggers}
+
     def partition_for(self, customer_id: str) -> int:
         return partition_for(customer_id, self.settings.partitions)

@@ -11,6 +11,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from brokers.tansu import embedded_broker, free_port
+from rules.messages import notification_id
 from streams.population import generate
 from streams.privacy import mask_address
 from streams.reader import OutputReader
@@ -126,8 +127,6 @@ def print_summary(reader: OutputReader, names: TopicNames, show: int) -> None:
     refunds = Counter(f"{v['status']} {v['payout_date'] or v['reason']}"
                       for v in reader.values(names.refunds))
     tasks = reader.values(names.sms) + reader.values(names.email)
-    from rules.messages import notification_id
-
     fallback_ids = {notification_id(t["customer_id"], t["round"], fallback=True) for t in tasks
                     if t.get("kind", "guidance") == "guidance"}
     by_round = Counter((t["round"], t["channel"], t.get("message_type") or "-",

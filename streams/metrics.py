@@ -75,8 +75,7 @@ class _LiveGauges(Collector):
         done = GaugeMetricFamily("waiver_round_partitions_done",
                                  "Partitions (owned by this worker) whose fan-out of a round "
                                  "finished", labels=["round"])
-        owned = {str(tp.partition) for tp in app.consumer.assignment()
-                 if tp.topic == self.pipeline.names.round_triggers}
+        owned = {str(n) for n in self.pipeline.owned_partitions()}
         counts: dict[str, int] = {}
         for partition, rounds in list(self.pipeline.rounds_done.items()):
             if partition in owned:

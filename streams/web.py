@@ -145,17 +145,14 @@ def attach(p: "Pipeline") -> None:
 def ops_figures(p: "Pipeline") -> dict[str, Any]:
     """This worker's figures for the ops page."""
     snapshot = p.metrics.snapshot()
-    owned = sorted(tp.partition for tp in p.app.consumer.assignment()
-                   if tp.topic == p.names.round_triggers)
+    owned = sorted(p.owned_partitions())
+    done_here = [p.rounds_done.get(str(part)) or {} for part in owned]
     rounds = []
     for round_no in sorted(p.program.rounds):
-        done = [int(part) for part, value in list(p.rounds_done.items())
-                if int(part) in owned and str(round_no) in (value or {})]
-        sent = sum((p.rounds_done.get(str(part)) or {}).get(str(round_no), {}).get("sent", 0)
-                   for part in done)
-        unreachable = sum((p.rounds_done.get(str(part)) or {}).get(str(round_no), {})
-                          .get("unreachable", 0) for part in done)
-        rounds.append({"round": round_no, "partitions_done": len(done),
+        finished = [done[str(round_no)] for done in done_here if str(round_no) in done]
+        sent = sum(f.get("sent", 0) for f in finished)
+        unreachable = sum(f.get("unreachable", 0) for f in finished)
+        rounds.append({"round": round_no, "partitions_done": len(finished),
                        "partitions": len(owned), "sent": sent, "due": sent + unreachable,
                        "unreachable": unreachable})
     return {"worker": p.settings.url, "partitions": owned, "counters": snapshot,

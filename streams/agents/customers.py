@@ -13,8 +13,9 @@ from rules.delivery import UnknownNotification, on_receipt
 from rules.rewards import on_choice, on_reward_notice, on_subscriber
 from schemas.events import Application, Cancellation, DeliveryReceipt, RewardChoice, Subscriber
 from schemas.state import CustomerState
+from streams.agents.dead_letters import to_dead_letter
 from streams.app import log, utcnow
-from streams.codec import BadMessage, dead_letter, parse
+from streams.codec import BadMessage, parse
 from streams.writer import EventWriter
 
 if TYPE_CHECKING:
@@ -81,22 +82,6 @@ def attach(p: "Pipeline") -> None:
         if effects.changed:
             w.put(table, effects.state.customer_id, effects.state.model_dump(mode="json"))
 
-    async def to_dead_letter(event: "EventT", source: str, error: str,
-                             writer: EventWriter | None = None) -> None:
-        msg = event.message
-        letter = dead_letter(source, msg.partition, msg.offset, msg.key, msg.value, error,
-                             utcnow())
-        log.warning("dead letter from %s[%d]@%d: %s", source, msg.partition, msg.offset, error)
-        metrics.dead_letters.labels(source).inc()
-        p.recent_dead_letters.append({"source_topic": source, "partition": msg.partition,
-                                      "offset": msg.offset, "error": error,
-                                      "received_at": letter.received_at.isoformat()})
-        if writer is not None:
-            await writer.send(names.dead_letter, msg.key, encode(letter))
-            return
-        async with EventWriter(p, event) as w:
-            await w.send(names.dead_letter, msg.key, encode(letter))
-
     async def on_customer_event(event: "EventT", source: str) -> None:
         msg = event.message
         model = {names.cancellations: Cancellation, names.delivery_receipts: DeliveryReceipt,
@@ -105,7 +90,7 @@ def attach(p: "Pipeline") -> None:
         try:
             parsed = parse(model, msg.value)
         except BadMessage as exc:
-            await to_dead_letter(event, source, str(exc))
+            await to_dead_letter(p, event, source, str(exc))
             return
         customer_id = parsed.customer_id
         home = p.partition_for(customer_id)
@@ -122,7 +107,7 @@ def attach(p: "Pipeline") -> None:
                 try:
                     effects = on_receipt(state, parsed, p.program, utcnow())
                 except UnknownNotification as exc:
-                    await to_dead_letter(event, source, str(exc), writer=w)
+                    await to_dead_letter(p, event, source, str(exc), writer=w)
                     return
                 if effects.changed:
                     channel = effects.state.deliveries[parsed.notification_id].channel
@@ -203,4 +188,4 @@ def attach(p: "Pipeline") -> None:
                 raise  # the broker is in trouble: let Faust retry, never drop
             except Exception as exc:  # a bug must not stop the stream: park the event
                 log.exception("failed to process %s[%d]@%d", source, msg.partition, msg.offset)
-                await to_dead_letter(event, source, f"internal error: {type(exc).__name__}")
+                await to_dead_letter(p, event, source, f"internal error: {type(exc).__name__}")

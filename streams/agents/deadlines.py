@@ -5,8 +5,9 @@ worker walks the customers it owns."""
 from typing import TYPE_CHECKING, Any
 
 from schemas.events import Deadline
-from streams.app import log, utcnow
-from streams.codec import BadMessage, dead_letter, parse
+from streams.agents.dead_letters import to_dead_letter
+from streams.app import log
+from streams.codec import BadMessage, parse
 from streams.writer import EventWriter
 
 if TYPE_CHECKING:
@@ -30,16 +31,7 @@ def attach(p: "Pipeline") -> None:
                     raise BadMessage(f"round: {deadline.round} is not a round of the program "
                                      f"({rounds})")
             except BadMessage as exc:
-                letter = dead_letter(msg.topic, msg.partition, msg.offset, msg.key, msg.value,
-                                     str(exc), utcnow())
-                log.warning("dead letter from %s: %s", msg.topic, exc)
-                p.metrics.dead_letters.labels(msg.topic).inc()
-                p.recent_dead_letters.append({"source_topic": msg.topic,
-                                              "partition": msg.partition, "offset": msg.offset,
-                                              "error": str(exc),
-                                              "received_at": letter.received_at.isoformat()})
-                async with EventWriter(p, event) as w:
-                    await w.send(names.dead_letter, msg.key, letter.model_dump_json().encode())
+                await to_dead_letter(p, event, msg.topic, str(exc))
                 continue
             trigger = deadline.model_dump_json(include={"event_id", "kind", "round",
                                                         "at"}).encode()
