@@ -1,5 +1,6 @@
 """Render a guidance round's SMS or e-mail task from the Jinja templates."""
 
+import hashlib
 import re
 import unicodedata
 import uuid
@@ -9,6 +10,7 @@ from importlib import resources
 
 from jinja2 import FileSystemLoader, StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import escape
 
 from rules.program import Program
 from rules.reminders import Recipient, send_after
@@ -17,6 +19,7 @@ from schemas.state import CustomerState
 
 SMS_MAX_BYTES = 90  # EUC-KR bytes; longer bodies go as LMS
 NOTIFICATION_NAMESPACE = uuid.UUID("5f0b8f9e-2b1c-4c55-9a51-6f1f3f0e6c11")
+_NAMESPACE_BYTES = NOTIFICATION_NAMESPACE.bytes
 _SPACES = re.compile(r"\s+")
 
 
@@ -32,9 +35,17 @@ def korean_date(day: date) -> str:
 
 def notification_id(customer_id: str, round_no: int, fallback: bool = False) -> str:
     """Derived from (customer_id, round) alone, so a retry can never mint a second id.
-    A round's one fallback (the other channel, after a failed delivery) has its own."""
+    A round's one fallback (the other channel, after a failed delivery) has its own.
+
+    This is `uuid.uuid5(NOTIFICATION_NAMESPACE, name)` without building UUID objects,
+    which cost more than the hash in a million-customer round."""
     suffix = "/fallback" if fallback else ""
-    return str(uuid.uuid5(NOTIFICATION_NAMESPACE, f"{customer_id}/guidance/{round_no}{suffix}"))
+    name = f"{customer_id}/guidance/{round_no}{suffix}".encode()
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def euc_kr_length(text: str) -> int:
@@ -80,6 +91,65 @@ def render(template: str, part: str, context: dict[str, object]) -> str:
     return env.get_template(f"{template}.{part}.j2").render(context).strip()
 
 
+class _Amount:
+    """Stands in for an amount while a stencil renders: formats as a marker."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __format__(self, spec: str) -> str:
+        if spec != ",":  # the stencil fills in f"{amount:,}" (what `won` prints)
+            raise ValueError(f"unsupported format for a stencilled amount: {spec!r}")
+        return self.marker
+
+
+_MARKERS = ("\x00name\x00", "\x00refund\x00")
+_CHECK_MARKERS = ("\x01n\x01", "\x01r\x01")
+
+
+@lru_cache(maxsize=256)
+def _stencil(template: str, part: str, constants: tuple[tuple[str, object], ...]
+             ) -> tuple[str, ...] | None:
+    """A round's template rendered once, split where the customer's name and refund go.
+
+    A guidance round renders the same text for every customer except for those two
+    values, and Jinja costs most of a customer's CPU, so a round renders each
+    (template, part) once. A template that does more with them than print them (a
+    test, a filter other than `won`) fails the check below and is rendered per
+    customer instead."""
+    def with_markers(markers: tuple[str, str]) -> str | None:
+        context = {**dict(constants), "name": markers[0], "refund_krw": _Amount(markers[1])}
+        try:
+            return render(template, part, context)
+        except Exception:  # e.g. a comparison with the amount: not stencil-safe
+            return None
+
+    text = with_markers(_MARKERS)
+    check = with_markers(_CHECK_MARKERS)
+    if text is None or check is None:
+        return None
+    pieces = tuple(re.split("(\x00name\x00|\x00refund\x00)", text))
+    if _fill(pieces, *_CHECK_MARKERS, html=False) != check:
+        return None
+    return pieces
+
+
+def _fill(pieces: tuple[str, ...], name: str, amount: str, html: bool) -> str:
+    if html:
+        name, amount = str(escape(name)), str(escape(amount))
+    values = {_MARKERS[0]: name, _MARKERS[1]: amount}
+    return "".join(values.get(piece, piece) for piece in pieces)
+
+
+def render_for(template: str, part: str, constants: tuple[tuple[str, object], ...],
+               name: str, refund_krw: int) -> str:
+    """`render(template, part, {**constants, name, refund_krw})`, from the stencil."""
+    pieces = _stencil(template, part, constants)
+    if pieces is None:
+        return render(template, part, {**dict(constants), "name": name, "refund_krw": refund_krw})
+    return _fill(pieces, name, f"{refund_krw:,}", html=part == "html")
+
+
 def guidance(
     state: CustomerState,
     round_no: int,
@@ -93,15 +163,9 @@ def guidance(
     assert state.decision is not None
     contact = state.cancellation.contact if state.cancellation else None
     template = program.rounds[round_no].template
-    context = {
-        "name": clean_text(contact.name if contact else None, fallback="고객"),
-        "refund_krw": state.decision.refund_krw,
-        "deadline": korean_date(program.applications.closes),
-        "channels": list(program.applications.channels),
-        "carrier": program.carrier_name,
-        "round": round_no,
-        "last_notice": program.rounds[round_no].last_notice,
-    }
+    constants = _round_constants(program, round_no)
+    name = clean_text(contact.name if contact else None, fallback="고객")
+    refund = state.decision.refund_krw
     common = {
         "notification_id": notification_id(state.customer_id, round_no, fallback),
         "customer_id": state.customer_id,
@@ -113,11 +177,22 @@ def guidance(
         "created_at": now,
     }
     if recipient.channel == "sms":
-        body = render(template, "sms", context)
+        body = render_for(template, "sms", constants, name, refund)
         return Notification(**common, body=body, message_type=sms_type(body))
     return Notification(
         **common,
-        subject=render(template, "subject", context),
-        body=render(template, "txt", context),
-        html=render(template, "html", context),
+        subject=render_for(template, "subject", constants, name, refund),
+        body=render_for(template, "txt", constants, name, refund),
+        html=render_for(template, "html", constants, name, refund),
+    )
+
+
+def _round_constants(program: Program, round_no: int) -> tuple[tuple[str, object], ...]:
+    """The template context every customer of a round shares (hashable: a cache key)."""
+    return (
+        ("deadline", korean_date(program.applications.closes)),
+        ("channels", tuple(program.applications.channels)),
+        ("carrier", program.carrier_name),
+        ("round", round_no),
+        ("last_notice", program.rounds[round_no].last_notice),
     )

@@ -4,7 +4,8 @@ This is the one place that answers "who gets round 2".
 """
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta, tzinfo
+from functools import lru_cache
 from typing import Literal
 
 from rules.program import Program
@@ -55,11 +56,15 @@ def choose_recipient(contact: Contact | None) -> Recipient | None:
 
 def send_after(moment: datetime, program: Program) -> datetime:
     """The first instant at or after `moment` inside the program's daily send window."""
-    window = program.send_window
-    local = moment.astimezone(program.tz)
-    start = local.replace(hour=window.start.hour, minute=window.start.minute, second=0,
+    return _send_after(moment, program.tz, program.send_window.start, program.send_window.end)
+
+
+@lru_cache(maxsize=64)  # every customer of a round asks with the same moment
+def _send_after(moment: datetime, tz: tzinfo, window_start: time, window_end: time) -> datetime:
+    local = moment.astimezone(tz)
+    start = local.replace(hour=window_start.hour, minute=window_start.minute, second=0,
                           microsecond=0)
-    end = local.replace(hour=window.end.hour, minute=window.end.minute, second=0, microsecond=0)
+    end = local.replace(hour=window_end.hour, minute=window_end.minute, second=0, microsecond=0)
     if local < start:
         return start
     if local >= end:

@@ -1,9 +1,23 @@
+import uuid
 from datetime import datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from rules import messages
 from rules.customer import on_cancellation, on_round
-from rules.messages import clean_text, euc_kr_length, notification_id, sms_type, won
+from rules.messages import (
+    NOTIFICATION_NAMESPACE,
+    _round_constants,
+    clean_text,
+    euc_kr_length,
+    notification_id,
+    render,
+    render_for,
+    sms_type,
+    won,
+)
 from rules.program import load_program
 from tests.factories import cancellation
 
@@ -86,3 +100,40 @@ def test_clean_text() -> None:
     assert clean_text(None, "고객") == "고객"
     assert clean_text("\x00\x01", "고객") == "고객"
     assert len(clean_text("가" * 500, "고객")) == 40
+
+
+@settings(max_examples=200, deadline=None)
+@given(name=st.text(max_size=50), refund=st.integers(min_value=0, max_value=10**9),
+       round_no=st.sampled_from([1, 2, 3]),
+       part=st.sampled_from(["sms", "subject", "txt", "html"]))
+def test_stencil_renders_what_jinja_renders(name: str, refund: int, round_no: int,
+                                            part: str) -> None:
+    """A round renders each template once; every customer's text must still equal a
+    full Jinja render, HTML escaping included."""
+    constants = _round_constants(PROGRAM, round_no)
+    template = PROGRAM.rounds[round_no].template
+    cleaned = clean_text(name, fallback="고객")
+    full = render(template, part, {**dict(constants), "name": cleaned, "refund_krw": refund})
+    assert render_for(template, part, constants, cleaned, refund) == full
+
+
+@pytest.mark.parametrize("logic", [
+    lambda c: "큰 금액" if c["refund_krw"] > 100 else "작은 금액",  # tests the amount
+    lambda c: c["name"].upper(),  # transforms the name
+])
+def test_a_template_that_does_more_than_print_is_rendered_per_customer(monkeypatch,
+                                                                       logic) -> None:
+    monkeypatch.setattr(messages, "render", lambda template, part, context: logic(context))
+    constants = (("round", 1),)
+    key = f"logic-{id(logic)}"
+    assert messages._stencil(key, "sms", constants) is None
+    assert render_for(key, "sms", constants, "kim", 50) == logic({"name": "kim",
+                                                                  "refund_krw": 50})
+
+
+@given(customer_id=st.text(min_size=1, max_size=30), round_no=st.integers(1, 3),
+       fallback=st.booleans())
+def test_notification_id_is_uuid5(customer_id: str, round_no: int, fallback: bool) -> None:
+    suffix = "/fallback" if fallback else ""
+    expected = uuid.uuid5(NOTIFICATION_NAMESPACE, f"{customer_id}/guidance/{round_no}{suffix}")
+    assert notification_id(customer_id, round_no, fallback) == str(expected)
