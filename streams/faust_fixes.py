@@ -14,6 +14,11 @@
    trigger lost after a restart, the round never finishing). Stopping the flow
    first means nothing reaches the streams until the seek and the clear are done;
    the original code resumes the flow at its end.
+
+3. Not a defect but a hard-coded setting: the stream consumer's fetch may wait
+   1500 ms for data. A broker that answers a waiting fetch only when the wait
+   expires (tansu) adds that to every event's latency. `fetch_max_wait_ms` makes
+   it configurable; Apache Kafka answers as soon as data arrives either way.
 """
 
 import functools
@@ -41,10 +46,26 @@ async def _highwaters(self: AIOKafkaConsumerThread, partitions: list[Any]) -> An
     return await self._ensure_consumer().end_offsets(partitions)
 
 
-def install() -> None:
-    global _INSTALLED
+FETCH_MAX_WAIT_MS = 1500  # Faust's value; Pipeline sets it from its settings
+
+
+def _with_fetch_wait(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def wrapper(self: AIOKafkaConsumerThread, *args: Any, **kwargs: Any) -> Any:
+        consumer = method(self, *args, **kwargs)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the consumer starts
+        return consumer
+
+    return wrapper
+
+
+def install(fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS) -> None:
+    global _INSTALLED, FETCH_MAX_WAIT_MS
+    FETCH_MAX_WAIT_MS = fetch_max_wait_ms
     if _INSTALLED:
         return
+    AIOKafkaConsumerThread._create_worker_consumer = _with_fetch_wait(
+        AIOKafkaConsumerThread._create_worker_consumer)
     AIOKafkaConsumerThread._highwaters = _highwaters
     Recovery.on_recovery_completed = _flow_stopped_first(Recovery.on_recovery_completed)
     Recovery._resume_streams = _flow_stopped_first(Recovery._resume_streams)

@@ -30,6 +30,18 @@ class Settings:
     data_dir: str = ".waiver-data"
     processing_guarantee: str = "at_least_once"
     session_timeout: float = 10.0
+    # Most events one write handles; a busy stream pays one broker round trip per batch.
+    max_batch: int = 1000
+    # How long the stream consumer's fetch may wait for data (Faust hard-codes 1500 ms;
+    # a broker that answers only when the wait expires then adds that to every event).
+    fetch_max_wait_ms: int = 100
+    # Static group membership (Kafka group.instance.id): a restarted worker with the
+    # same id takes its partitions back without waiting out its old session.
+    instance_id: str | None = None
+    # Producer batching: records per partition gather up to this size, waiting at most
+    # the linger while a request is in flight.
+    producer_batch_bytes: int = 256 * 1024
+    producer_linger_ms: float = 5.0
     log_level: str = "info"
     log_format: str = "json"  # json | text
     # Lookup API: bearer token (WAIVER_API_TOKEN); this worker's URL for the others.

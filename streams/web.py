@@ -112,7 +112,7 @@ def attach(p: "Pipeline") -> None:
             stored = p.customers.get(customer_id)
             if stored is None:
                 return self.json({"error": "unknown customer"}, status=404)
-            state = CustomerState.model_validate(stored, strict=False)
+            state = CustomerState.model_validate_json(stored)
             return self.json(answer(state))
 
     @app.page("/metrics")

@@ -1,19 +1,30 @@
-"""Everything one input event writes: output records and table changes.
+"""Everything a batch of input events writes: output records and table changes.
+
+A writer covers consecutive events of one source partition. The agent takes what
+the consumer has already fetched (up to a limit) as one batch, so a busy stream
+pays one broker round trip per batch instead of one per event, and an idle one
+still handles each event as it comes.
 
 Exactly-once (Apache Kafka): every record goes into the Kafka transaction that
-Faust commits the event's offset with, and no commit can fall while an event is
+Faust commits the events' offsets with, and no commit can fall while a batch is
 half-written. faust-streaming's own routing does neither: it picks a
 transaction by each record's *destination* partition (outputs to unsubscribed
 topics go out outside any transaction), and its commit timer runs between two
 sends of one event. So this module sends through the transactional producer of
-the event's *source* partition, holding that producer's lock from the first
-write to the ack.
+the *source* partition, holding that producer's lock from the first write to
+the acks.
 
-At-least-once (any broker): outputs are acknowledged by the broker before the
-table changes that record them, so a crash repeats an output, never loses one.
+At-least-once (any broker): the batch's outputs are acknowledged by the broker
+before the table changes that record them are written, so a crash repeats an
+output, never loses one. Faust flushes the producer (the changelog records)
+before it commits an offset.
+
+Table changes are staged in the writer until the end: later events of the batch
+read them through `get` and `items`.
 """
 
 import asyncio
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -26,24 +37,34 @@ if TYPE_CHECKING:
 
 
 class TransactionUnavailable(KafkaError):
-    """The event's transaction is gone (its partition was revoked): reprocess later."""
+    """The events' transaction is gone (their partition was revoked): reprocess later."""
+
+
+def batch_key(app: Any, event: "EventT") -> tuple[str, int]:
+    """Events with the same key may share one writer: same transaction, same partition."""
+    msg = event.message
+    return app.assignor.group_for_topic(msg.topic), msg.partition
 
 
 class EventWriter:
-    def __init__(self, pipeline: "Pipeline", event: "EventT") -> None:
+    def __init__(self, pipeline: "Pipeline", events: "Sequence[EventT]") -> None:
         self.app = pipeline.app
-        self.event = event
+        self.events = events
+        self.partition = events[0].message.partition
         self.exactly_once = pipeline.settings.processing_guarantee == "exactly_once"
         self._futures: list[Any] = []
-        self._table_writes: list[tuple[TableT, str, Any]] = []
+        # (table name, key) -> (table, value): the batch's changes, and the current
+        # event's until it is done (a failed event's changes are dropped).
+        self._staged: dict[tuple[str, str], tuple[TableT, Any]] = {}
+        self._current: dict[tuple[str, str], tuple[TableT, Any]] = {}
+        self._done: list[EventT] = []
         self._lock: asyncio.Lock | None = None
         self._txn: Any = None
 
     def _transactional_id(self) -> str:
-        # The id Faust commits this event's offset under (TransactionManager.commit).
-        msg = self.event.message
-        group = self.app.assignor.group_for_topic(msg.topic)
-        return f"{self.app.conf.id}-{group}-{msg.partition}"
+        # The id Faust commits these events' offsets under (TransactionManager.commit).
+        group, partition = batch_key(self.app, self.events[0])
+        return f"{self.app.conf.id}-{group}-{partition}"
 
     async def __aenter__(self) -> "EventWriter":
         if self.exactly_once:
@@ -59,40 +80,68 @@ class EventWriter:
     async def send(self, topic: str, key: bytes | None, value: bytes,
                    partition: int | None = None, headers: list[tuple[str, bytes]] | None = None
                    ) -> None:
+        self._futures.append(await self._send(topic, key, value, partition, headers))
+
+    async def _send(self, topic: str, key: bytes | None, value: bytes, partition: int | None,
+                    headers: list[tuple[str, bytes]] | None) -> Any:
         if self.exactly_once:
-            future = await self._txn.send(topic, value, key=key, partition=partition,
-                                          headers=headers)
-        else:
-            future = await self.app.producer.send(topic, key, value, partition, None, headers)
-        self._futures.append(future)
+            return await self._txn.send(topic, value, key=key, partition=partition,
+                                        headers=headers)
+        return await self.app.producer.send(topic, key, value, partition, None, headers)
+
+    def get(self, table: "TableT", key: str) -> Any:
+        """`table.get(key)`, as this batch has changed it so far."""
+        for layer in (self._current, self._staged):
+            entry = layer.get((table.name, key))
+            if entry is not None:
+                return entry[1]
+        return table.get(key)
+
+    def items(self, table: "TableT") -> Iterator[tuple[str, Any]]:
+        """`table.items()`, as this batch has changed it so far."""
+        changed = {key: value for (name, key), (_, value) in self._staged.items()
+                   if name == table.name}
+        changed.update((key, value) for (name, key), (_, value) in self._current.items()
+                       if name == table.name)
+        for key, value in table.data.items():
+            yield key, changed.pop(key, value)
+        yield from changed.items()
 
     def put(self, table: "TableT", key: str, value: Any) -> None:
-        """Set `table[key] = value` once this event's outputs are written."""
-        self._table_writes.append((table, key, value))
+        """Set `table[key] = value` once the batch's outputs are written."""
+        self._current[(table.name, key)] = (table, value)
+
+    def done(self, event: "EventT") -> None:
+        """`event` is handled: keep its changes, ack it with the batch."""
+        self._staged.update(self._current)
+        self._current.clear()
+        self._done.append(event)
+
+    def discard(self) -> None:
+        """Drop the current event's table changes (it failed; its outputs may stand)."""
+        self._current.clear()
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         try:
             if exc_type is not None:
-                return
-            if self.exactly_once:
-                # One transaction holds it all; its commit flushes and checks every send.
-                serializers = self.app.serializers
-                for table, key, value in self._table_writes:
-                    table.data[key] = value  # the store only: the changelog record follows
-                    # Encoded exactly as Faust encodes changelog records, for its recovery.
-                    raw_key = serializers.dumps_key(table.key_type, key,
-                                                    serializer=table.key_serializer)
-                    raw_value = serializers.dumps_value(table.value_type, value,
-                                                        serializer=table.value_serializer)
-                    await self.send(table.changelog_topic.get_topic_name(), raw_key, raw_value,
-                                    partition=self.event.message.partition)
-            else:
+                return  # nothing acked: the events come again
+            if not self.exactly_once:
                 await asyncio.gather(*self._futures)
-                for table, key, value in self._table_writes:
-                    table[key] = value  # Faust's changelog, flushed before its commit
-            # Acked under the lock: the next commit takes this offset with these writes.
-            self.event.ack()
+            serializers = self.app.serializers
+            for (_, key), (table, value) in self._staged.items():
+                table.data[key] = value
+                # Encoded exactly as Faust encodes changelog records, for its recovery.
+                raw_key = serializers.dumps_key(table.key_type, key,
+                                                serializer=table.key_serializer)
+                raw_value = serializers.dumps_value(table.value_type, value,
+                                                    serializer=table.value_serializer)
+                await self._send(table.changelog_topic.get_topic_name(), raw_key, raw_value,
+                                 self.partition, None)
+            # Acked under the lock: the next commit takes these offsets with these writes.
+            for event in self._done:
+                event.ack()
         finally:
             if self._lock is not None:
                 self._lock.release()
+

@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 async def to_dead_letter(p: "Pipeline", event: "EventT", source: str, error: str,
                          writer: EventWriter | None = None) -> None:
     """Send the raw event to the dead-letter topic with `error`, count it, and show it
-    on the ops page. With `writer`, inside that event's open write; else in its own."""
+    on the ops page. With `writer`, inside that open batch (the caller marks the
+    event done); else in a write of its own."""
     msg = event.message
     letter = dead_letter(source, msg.partition, msg.offset, msg.key, msg.value, error, utcnow())
     log.warning("dead letter from %s[%d]@%d: %s", source, msg.partition, msg.offset, error)
@@ -27,5 +28,6 @@ async def to_dead_letter(p: "Pipeline", event: "EventT", source: str, error: str
     if writer is not None:
         await writer.send(p.names.dead_letter, msg.key, value)
         return
-    async with EventWriter(p, event) as w:
+    async with EventWriter(p, [event]) as w:
         await w.send(p.names.dead_letter, msg.key, value)
+        w.done(event)

@@ -36,9 +36,10 @@ def attach(p: "Pipeline") -> None:
             trigger = deadline.model_dump_json(include={"event_id", "kind", "round",
                                                         "at"}).encode()
             with p.metrics.processing.labels("deadline").time():
-                async with EventWriter(p, event) as w:
+                async with EventWriter(p, [event]) as w:
                     for partition in range(p.settings.partitions):
                         await w.send(names.round_triggers, deadline.event_id.encode(), trigger,
                                      partition=partition)
+                    w.done(event)
             log.info("%s %s (%s) broadcast to %d partitions", deadline.kind,
                      deadline.round or "", deadline.event_id, p.settings.partitions)

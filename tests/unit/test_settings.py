@@ -64,7 +64,7 @@ def test_changelog_records_written_by_hand_decode_like_faust_s_own() -> None:
     from streams.app import Pipeline
 
     pipeline = Pipeline(Settings(topic_prefix="unit2."))
-    for table, key, value in ((pipeline.customers, "C1", {"customer_id": "C1", "partition": 2}),
+    for table, key, value in ((pipeline.customers, "C1", b'{"customer_id":"C1","partition":2}'),
                               (pipeline.rounds_done, "3", {"1": {"sent": 5}})):
         serializers = pipeline.app.serializers
         raw_key = serializers.dumps_key(table.key_type, key, serializer=table.key_serializer)
