@@ -54,6 +54,9 @@ class Pipeline:
         self.names = TopicNames(settings.topic_prefix)
         self.metrics = Metrics()
         self.recent_dead_letters: deque[dict[str, Any]] = deque(maxlen=20)
+        # Partition counts of the topics written to, as the producer's metadata first
+        # reports them (see EventWriter.send: keyed_here).
+        self.topic_sizes: dict[str, int] = {}
         self.app = faust.App(
             settings.application_id,
             broker=settings.broker,

@@ -32,6 +32,7 @@ class Settings:
     session_timeout: float = 10.0
     # Most events one write handles; a busy stream pays one broker round trip per batch.
     max_batch: int = 1000
+    batch_wait_ms: float = 10.0  # longest wait to fill a batch (added to latency)
     # How long the stream consumer's fetch may wait for data (Faust hard-codes 1500 ms;
     # a broker that answers only when the wait expires then adds that to every event).
     fetch_max_wait_ms: int = 100

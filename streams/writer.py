@@ -59,7 +59,9 @@ class EventWriter:
         self._current: dict[tuple[str, str], tuple[TableT, Any]] = {}
         self._done: list[EventT] = []
         self._lock: asyncio.Lock | None = None
-        self._txn: Any = None
+        self._producer: Any = None  # aiokafka's producer: Faust's, or the transaction's
+        self._partitions = pipeline.settings.partitions
+        self._topic_sizes = pipeline.topic_sizes
 
     def _transactional_id(self) -> str:
         # The id Faust commits these events' offsets under (TransactionManager.commit).
@@ -71,23 +73,37 @@ class EventWriter:
             producer: Any = self.app.producer
             tid = self._transactional_id()
             self._lock = producer._trn_locks.get(tid)
-            self._txn = producer._transaction_producers.get(tid)
-            if self._lock is None or self._txn is None:
+            self._producer = producer._transaction_producers.get(tid)
+            if self._lock is None or self._producer is None:
                 raise TransactionUnavailable(f"no open transaction {tid}")
             await self._lock.acquire()
+        else:
+            self._producer = self.app.producer._ensure_producer()
         return self
 
     async def send(self, topic: str, key: bytes | None, value: bytes,
-                   partition: int | None = None, headers: list[tuple[str, bytes]] | None = None
-                   ) -> None:
+                   partition: int | None = None, headers: list[tuple[str, bytes]] | None = None,
+                   *, keyed_here: bool = False) -> None:
+        """Send a record. `keyed_here`: its key is a customer of the source partition,
+        so Kafka's default partitioner would pick that partition number too, if the
+        topic has as many partitions as the customer topics (saves a murmur2 hash)."""
+        if keyed_here and partition is None and self._same_partitioning(topic):
+            partition = self.partition
         self._futures.append(await self._send(topic, key, value, partition, headers))
+
+    def _same_partitioning(self, topic: str) -> bool:
+        size = self._topic_sizes.get(topic)
+        if size is None:
+            known = self._producer.client.cluster.partitions_for_topic(topic)
+            if not known:
+                return False  # no metadata yet: the client partitions this one
+            size = self._topic_sizes[topic] = len(known)
+        return size == self._partitions
 
     async def _send(self, topic: str, key: bytes | None, value: bytes, partition: int | None,
                     headers: list[tuple[str, bytes]] | None) -> Any:
-        if self.exactly_once:
-            return await self._txn.send(topic, value, key=key, partition=partition,
-                                        headers=headers)
-        return await self.app.producer.send(topic, key, value, partition, None, headers)
+        return await self._producer.send(topic, value, key=key, partition=partition,
+                                         headers=headers)
 
     def get(self, table: "TableT", key: str) -> Any:
         """`table.get(key)`, as this batch has changed it so far."""

@@ -2,10 +2,11 @@
 customers of one partition, applied in order to the customer table."""
 
 import json
+import logging
+import os
 import re
-from collections.abc import Callable, Hashable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel
@@ -17,8 +18,9 @@ from schemas.events import Application, Cancellation, DeliveryReceipt, RewardCho
 from schemas.state import CustomerState
 from streams.agents.dead_letters import to_dead_letter
 from streams.app import log, utcnow
+from streams.batches import by_key, take_batches
 from streams.codec import BadMessage, parse
-from streams.writer import EventWriter, batch_key
+from streams.writer import EventWriter, TransactionUnavailable, batch_key
 
 if TYPE_CHECKING:
     from faust.types import EventT
@@ -64,43 +66,37 @@ def load(stored: bytes | None) -> CustomerState | None:
     return None if stored is None else CustomerState.model_validate_json(stored)
 
 
-def batches(events: "Sequence[EventT]", key: "Callable[[EventT], Hashable]"
-            ) -> "list[list[EventT]]":
-    """`events` split by `key`, each part in the order it arrived."""
-    parts: dict[Hashable, list[EventT]] = {}
-    for event in events:
-        parts.setdefault(key(event), []).append(event)
-    return list(parts.values())
-
-
 def attach(p: "Pipeline") -> None:
     names = p.names
     table = p.customers
     metrics = p.metrics
     max_batch = p.settings.max_batch
 
+    async def emit(w: EventWriter, topic: str, record: Any) -> None:
+        """An output record, keyed by its customer (of the batch's partition)."""
+        await w.send(topic, record.customer_id.encode(), encode(record), keyed_here=True)
+
     async def write(w: EventWriter, effects: Effects) -> None:
         for decision in effects.decisions:
             metrics.decisions.labels(decision.reason).inc()
-            await w.send(names.decisions, decision.customer_id.encode(), encode(decision))
+            await emit(w, names.decisions, decision)
         for refund in effects.refunds:
             metrics.refunds.labels(refund.status, str(refund.payout_date or refund.reason)).inc()
-            await w.send(names.refunds, refund.customer_id.encode(), encode(refund))
+            await emit(w, names.refunds, refund)
         for task in effects.notifications:
             metrics.notifications.labels(str(task.round), task.channel).inc()
             delivery = effects.state.deliveries.get(task.notification_id)
             if delivery is not None and delivery.fallback_for:
                 metrics.fallbacks.labels(str(task.round), task.channel).inc()
             topic = names.sms if task.channel == "sms" else names.email
-            await w.send(topic, task.customer_id.encode(), encode(task))
+            await emit(w, topic, task)
         for round_no in effects.unreachable_rounds:
             metrics.unreachable.labels(str(round_no)).inc()
         for grant in effects.grants:
             metrics.rewards.labels(grant.reward).inc()
-            await w.send(names.rewards, grant.customer_id.encode(), encode(grant))
+            await emit(w, names.rewards, grant)
         for result in effects.choices:
-            await w.send(names.reward_choice_results, result.customer_id.encode(),
-                         encode(result))
+            await emit(w, names.reward_choice_results, result)
         for round_no in effects.final_failures:
             metrics.delivery_failures.labels(str(round_no)).inc()
         if effects.changed:
@@ -204,7 +200,7 @@ def attach(p: "Pipeline") -> None:
                 else:
                     await on_customer_event(w, event, source)
         except KafkaError:
-            raise  # the broker is in trouble: nothing of the batch is acked, never dropped
+            raise  # the broker is in trouble: see process()
         except Exception as exc:  # a bug must not stop the stream: park the event
             log.exception("failed to process %s[%d]@%d", source, msg.partition, msg.offset)
             w.discard()
@@ -213,21 +209,30 @@ def attach(p: "Pipeline") -> None:
         w.done(event)
 
     async def process(events: "list[EventT]") -> None:
-        for part in batches(events, lambda event: batch_key(p.app, event)):
-            async with EventWriter(p, part) as w:
-                for event in part:
-                    await handle(w, event)
+        for part in by_key(events, lambda event: batch_key(p.app, event)):
+            try:
+                async with EventWriter(p, part) as w:
+                    for event in part:
+                        await handle(w, event)
+            except TransactionUnavailable as exc:
+                # Revoked while queued: Faust discards commits for revoked partitions,
+                # and the new owner reads these events again.
+                log.warning("skipped %d events of a revoked partition: %s", len(part), exc)
+            except KafkaError as exc:
+                # The broker refused a write after the client's own retries. Faust
+                # would ack the batch on the way out; stop before anything more is
+                # committed, and the restarted worker resumes from the last commit.
+                stop_now(exc)
 
     @p.app.agent(p.customer_inputs, name="customers")
     async def customers(stream: Any) -> None:
-        # Without Faust's acks: the writer acks each event once its writes are done.
-        events = stream.noack()
-        queue = events.channel.queue
-        pending: list[EventT] = []
-        async for event in events.events():
-            pending.append(event)
-            # Batch what the consumer has already fetched; never wait for more.
-            if len(pending) < max_batch and not queue.empty():
-                continue
-            await process(pending)
-            pending = []
+        async for events in take_batches(stream, max_batch, p.settings.batch_wait_ms / 1000):
+            await process(events)
+
+
+def stop_now(exc: BaseException) -> NoReturn:
+    """Exit at once, without the orderly stop that would commit acked offsets."""
+    log.critical("stopping the worker: a write failed after retries (%s: %s)",
+                 type(exc).__name__, exc)
+    logging.shutdown()
+    os._exit(70)
