@@ -115,6 +115,19 @@ class Pipeline:
 
     def _dump_state(self) -> None:
         print("topic groups:", dict(self.app.assignor._topic_groups), file=sys.stderr)
+        consumer: Any = self.app.consumer
+        print("unacked:", len(consumer._unacked_messages), "generation:",
+              self.app.consumer_generation_id, "flow active:",
+              self.app.flow_control.is_active(), file=sys.stderr)
+        try:
+            inner = consumer._thread._ensure_consumer()
+            for tp in sorted(inner.assignment()):
+                if tp.topic == self.names.round_triggers:
+                    print(f"  {tp.topic}[{tp.partition}]: paused {tp in inner.paused()} "
+                          f"highwater {inner.highwater(tp)} last stable "
+                          f"{inner.last_stable_offset(tp)}", file=sys.stderr)
+        except Exception as exc:  # a debugging aid must never break the worker
+            print("consumer state unavailable:", exc, file=sys.stderr)
         _dump_tasks()
 
     def owned_partitions(self) -> set[int]:
