@@ -62,6 +62,12 @@ def main(paths: list[str]) -> None:
 4. A changelog transaction left open by a dead worker hides the records after it until
    the broker aborts it; the worker waits for such transactions before it recovers
    (`streams/admin.py`).
+5. The other half of 3: a fetch already in flight when the flow stops returns its
+   records after the seek; Faust drops them (the flow is stopped) and the client has
+   moved past them. Seen once the stream fetch wait was lowered from 1500 ms to 100 ms
+   (#5): the worker that took over a killed worker's partitions never ran their round
+   triggers, in 4 of 6 runs; the old wait hit it too, more rarely (cancellations never
+   decided). Fix: wait for the fetch in flight before the seek (`streams/faust_fixes.py`).
 """)
 
 
