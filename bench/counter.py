@@ -37,7 +37,7 @@ class RecordCounter:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
             auto_offset_reset="earliest", isolation_level=self.isolation_level,
-            fetch_max_wait_ms=50, fetch_max_bytes=32 * 1024 * 1024,
+            fetch_max_wait_ms=5, fetch_max_bytes=32 * 1024 * 1024,
             max_partition_fetch_bytes=4 * 1024 * 1024, metadata_max_age_ms=1000,
             request_timeout_ms=30000)
         await consumer.start()

@@ -42,7 +42,7 @@ class Settings:
     # Producer batching: records per partition gather up to this size, waiting at most
     # the linger while a request is in flight.
     producer_batch_bytes: int = 256 * 1024
-    producer_linger_ms: float = 5.0
+    producer_linger_ms: float = 2.0
     log_level: str = "info"
     log_format: str = "json"  # json | text
     # Lookup API: bearer token (WAIVER_API_TOKEN); this worker's URL for the others.
