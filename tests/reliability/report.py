@@ -62,12 +62,15 @@ def main(paths: list[str]) -> None:
 4. A changelog transaction left open by a dead worker hides the records after it until
    the broker aborts it; the worker waits for such transactions before it recovers
    (`streams/admin.py`).
-5. The other half of 3: a fetch already in flight when the flow stops returns its
-   records after the seek; Faust drops them (the flow is stopped) and the client has
-   moved past them. Seen once the stream fetch wait was lowered from 1500 ms to 100 ms
-   (#5): the worker that took over a killed worker's partitions never ran their round
-   triggers, in 4 of 6 runs; the old wait hit it too, more rarely (cancellations never
-   decided). Fix: wait for the fetch in flight before the seek (`streams/faust_fixes.py`).
+5. After a rebalance, Faust seeks the stream partitions to their committed offsets, but
+   aiokafka's `seek_to_committed` skips a partition whose committed offset is missing
+   or 0. Records of such a partition fetched and dropped during the rebalance were
+   never read again: the worker that took over a killed worker's partitions never ran
+   their round triggers (6 of 7 takeover runs once the stream fetch wait was lowered
+   from 1,500 to 100 ms for #5; with 1,500 ms, cancellations published during the
+   second worker's join were sometimes never decided). Fix: seek such stream
+   partitions to offset 0 or by the reset policy, and wait for a fetch in flight
+   before the seek (`streams/faust_fixes.py`). The takeover test then passed 4 of 4.
 """)
 
 
