@@ -1,4 +1,4 @@
-"""Batches of stream events: what the consumer has already fetched, taken at once."""
+"""Batches of stream events, for one broker round trip per batch instead of per event."""
 
 import logging
 from collections.abc import AsyncIterator, Callable, Hashable, Sequence

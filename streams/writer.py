@@ -1,9 +1,9 @@
 """Everything a batch of input events writes: output records and table changes.
 
-A writer covers consecutive events of one source partition. The agent takes what
-the consumer has already fetched (up to a limit) as one batch, so a busy stream
-pays one broker round trip per batch instead of one per event, and an idle one
-still handles each event as it comes.
+A writer covers consecutive events of one source partition. Under at-least-once the
+agent hands it a batch (up to `max_batch` events, waiting at most `batch_wait_ms`), so
+a busy stream pays one broker round trip per batch instead of one per event. Under
+exactly-once each event gets its own writer.
 
 Exactly-once (Apache Kafka): every record goes into the Kafka transaction that
 Faust commits the events' offsets with, and no commit can fall while a batch is
