@@ -351,6 +351,18 @@ async def phases(args: argparse.Namespace, bootstrap: str, broker_pid: int | Non
         counters.append(c)
         return await c.start()
 
+    async def baseline(mode: str, size: float, source: str | None = None
+                       ) -> dict[str, float]:
+        """The raw-aiokafka baseline of `mode`, onto a topic of its own."""
+        topic = f"{PREFIX}baseline.{mode}-out"
+        await create_topic(bootstrap, topic)
+        base_counter = await counter([topic])
+        try:
+            return await run_baseline(mode, bootstrap, base_counter, topic, n, size, timeout,
+                                      stall, source=source)
+        finally:
+            await base_counter.stop()
+
     n = args.n
     guarantee = "exactly_once" if args.broker == "kafka" else "at_least_once"
     isolation = "read_committed" if args.broker == "kafka" else "read_uncommitted"
@@ -413,12 +425,7 @@ async def phases(args: argparse.Namespace, bootstrap: str, broker_pid: int | Non
          f"({dead_letters} dead letters)")
 
     step("ingest baseline: raw aiokafka consume + produce")
-    base_topic = PREFIX + "baseline.ingest-out"
-    await create_topic(bootstrap, base_topic)
-    base_counter = await counter([base_topic])
-    b = await run_baseline("ingest", bootstrap, base_counter, base_topic, n, decision_size,
-                           timeout, stall, source=names.cancellations)
-    await base_counter.stop()
+    b = await baseline("ingest", decision_size, source=names.cancellations)
     base_eps = n / max(b["last"] - b["t0"], 1e-6)
     step(f"ingest baseline: {base_eps:.0f}/s")
     results["ingest"] = {
@@ -475,12 +482,7 @@ async def phases(args: argparse.Namespace, bootstrap: str, broker_pid: int | Non
     }
 
     step("fan-out baseline: raw aiokafka producing N pre-rendered records")
-    base_topic = PREFIX + "baseline.fanout-out"
-    await create_topic(bootstrap, base_topic)
-    base_counter = await counter([base_topic])
-    b = await run_baseline("fanout", bootstrap, base_counter, base_topic, n, task_size,
-                           timeout, stall)
-    await base_counter.stop()
+    b = await baseline("fanout", task_size)
     base_seconds = b["last"] - b["t0"]
     step(f"fan-out baseline: {base_seconds:.2f}s")
     results["fanout"] = {

@@ -35,13 +35,15 @@ def korean_date(day: date) -> str:
 
 def notification_id(customer_id: str, round_no: int, fallback: bool = False) -> str:
     """Derived from (customer_id, round) alone, so a retry can never mint a second id.
-    A round's one fallback (the other channel, after a failed delivery) has its own.
-
-    This is `uuid.uuid5(NOTIFICATION_NAMESPACE, name)` without building UUID objects,
-    which cost more than the hash in a million-customer round."""
+    A round's one fallback (the other channel, after a failed delivery) has its own."""
     suffix = "/fallback" if fallback else ""
-    name = f"{customer_id}/guidance/{round_no}{suffix}".encode()
-    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name).digest()[:16])
+    return task_id(f"{customer_id}/guidance/{round_no}{suffix}")
+
+
+def task_id(name: str) -> str:
+    """`str(uuid.uuid5(NOTIFICATION_NAMESPACE, name))` without building UUID objects,
+    which cost more than the hash in a million-customer round."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode()).digest()[:16])
     digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
     digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
     h = digest.hex()

@@ -6,11 +6,10 @@ the cut-off day decides; MVNO lines and lines cancelled on or before the cut-off
 get nothing; each reward may exclude line types and statuses.
 """
 
-import uuid
 from datetime import datetime
 
 from rules.customer import Effects
-from rules.messages import NOTIFICATION_NAMESPACE, clean_text, render, sms_type
+from rules.messages import clean_text, render, sms_type, task_id
 from rules.program import Program
 from rules.reminders import Recipient, choose_recipient, send_after
 from schemas.events import Contact, RewardChoice, Subscriber
@@ -62,7 +61,7 @@ def rewards_for(state: CustomerState, program: Program) -> list[str]:
 
 
 def _id(customer_id: str, what: str) -> str:
-    return str(uuid.uuid5(NOTIFICATION_NAMESPACE, f"{customer_id}/{what}"))
+    return task_id(f"{customer_id}/{what}")
 
 
 def _message(state: CustomerState, recipient: Recipient, template: str, kind: str,
