@@ -52,7 +52,10 @@ class EventWriter:
         self.events = events
         self.partition = events[0].message.partition
         self.exactly_once = pipeline.settings.processing_guarantee == "exactly_once"
-        self._futures: list[Any] = []
+        self._futures: list[Any] = []  # one per record batch sent
+        # (topic, partition) -> aiokafka BatchBuilder being filled: appending to a batch
+        # costs a few µs, where producer.send() costs ~20 µs and a future per record.
+        self._batches: dict[tuple[str, int], Any] = {}
         # (table name, key) -> (table, value): the batch's changes, and the current
         # event's until it is done (a failed event's changes are dropped).
         self._staged: dict[tuple[str, str], tuple[TableT, Any]] = {}
@@ -84,12 +87,13 @@ class EventWriter:
     async def send(self, topic: str, key: bytes | None, value: bytes,
                    partition: int | None = None, headers: list[tuple[str, bytes]] | None = None,
                    *, keyed_here: bool = False) -> None:
-        """Send a record. `keyed_here`: its key is a customer of the source partition,
-        so Kafka's default partitioner would pick that partition number too, if the
-        topic has as many partitions as the customer topics (saves a murmur2 hash)."""
+        """Send a record (with the batch's outputs, at the end). `keyed_here`: its key
+        is a customer of the source partition, so Kafka's default partitioner would
+        pick that partition number too, if the topic has as many partitions as the
+        customer topics (saves a murmur2 hash)."""
         if keyed_here and partition is None and self._same_partitioning(topic):
             partition = self.partition
-        self._futures.append(await self._send(topic, key, value, partition, headers))
+        await self._append(topic, key, value, partition, headers)
 
     def _same_partitioning(self, topic: str) -> bool:
         size = self._topic_sizes.get(topic)
@@ -100,10 +104,30 @@ class EventWriter:
             size = self._topic_sizes[topic] = len(known)
         return size == self._partitions
 
-    async def _send(self, topic: str, key: bytes | None, value: bytes, partition: int | None,
-                    headers: list[tuple[str, bytes]] | None) -> Any:
-        return await self._producer.send(topic, value, key=key, partition=partition,
-                                         headers=headers)
+    async def _append(self, topic: str, key: bytes | None, value: bytes, partition: int | None,
+                      headers: list[tuple[str, bytes]] | None) -> None:
+        producer = self._producer
+        if partition is None:
+            # What producer.send() does: the default partitioner, on fresh metadata.
+            await producer.client._wait_on_metadata(topic)
+            partition = producer._partition(topic, None, key, value, key, value)
+        batch = self._batches.get((topic, partition))
+        if batch is None:
+            batch = self._batches[(topic, partition)] = producer.create_batch()
+        if batch.append(timestamp=None, key=key, value=value, headers=headers or []) is None:
+            # Full (producer_batch_bytes): send it, start the next. An empty batch
+            # takes any record, however large.
+            await self._send_batch(topic, partition)
+            batch = self._batches[(topic, partition)] = producer.create_batch()
+            batch.append(timestamp=None, key=key, value=value, headers=headers or [])
+
+    async def _send_batch(self, topic: str, partition: int) -> None:
+        batch = self._batches.pop((topic, partition))
+        self._futures.append(await self._producer.send_batch(batch, topic, partition=partition))
+
+    async def _send_batches(self) -> None:
+        for topic, partition in list(self._batches):
+            await self._send_batch(topic, partition)
 
     def get(self, table: "TableT", key: str) -> Any:
         """`table.get(key)`, as this batch has changed it so far."""
@@ -144,6 +168,7 @@ class EventWriter:
         try:
             if exc_type is not None:
                 return  # nothing acked: the events come again
+            await self._send_batches()
             if not self.exactly_once:
                 await asyncio.gather(*self._futures)
             serializers = self.app.serializers
@@ -154,8 +179,10 @@ class EventWriter:
                                                 serializer=table.key_serializer)
                 raw_value = serializers.dumps_value(table.value_type, value,
                                                     serializer=table.value_serializer)
-                await self._send(table.changelog_topic.get_topic_name(), raw_key, raw_value,
-                                 self.partition, None)
+                await self._append(table.changelog_topic.get_topic_name(), raw_key, raw_value,
+                                   self.partition, None)
+            # Queued in the producer before the acks: Faust flushes it before a commit.
+            await self._send_batches()
             # Acked under the lock: the next commit takes these offsets with these writes.
             for event in self._done:
                 event.ack()
