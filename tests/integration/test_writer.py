@@ -1,0 +1,68 @@
+"""The batch writer on a real broker: what it sends arrives once, in order, per partition,
+whether it went through producer.send() (a few records) or as aiokafka batches (many, and
+more than one batch's worth), and the events are acked only after that."""
+
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from streams.app import Pipeline
+from streams.writer import BATCH_MIN, EventWriter
+from tests.conftest import worker_settings
+
+pytestmark = pytest.mark.integration
+
+
+class Event(SimpleNamespace):
+    acked = False
+
+    def ack(self) -> None:
+        self.acked = True
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_records_arrive_once_and_in_order(broker: str, tmp_path: Path) -> None:
+    # Small producer batches, so the many-record partition fills more than one.
+    settings = worker_settings(broker, tmp_path, processing_guarantee="at_least_once",
+                               producer_batch_bytes=4096)
+    pipeline = Pipeline(settings)
+    topic = f"{settings.topic_prefix}writer-out"
+    producer = pipeline.app.producer
+    await producer.start()
+    try:
+        await producer.create_topic(topic, partitions=settings.partitions, replication=1)
+        many, few = BATCH_MIN * 4, 3  # ~200-byte records: about 20 to a 4 KiB batch
+        events = [Event(message=SimpleNamespace(partition=0, offset=i, topic="in"))
+                  for i in range(2)]
+        async with EventWriter(pipeline, events) as w:
+            for i in range(many):
+                await w.send(topic, b"k", f"{i:0200d}".encode(), partition=0)
+            for i in range(few):
+                await w.send(topic, b"k", f"few-{i}".encode(), partition=1)
+            for event in events:
+                w.done(event)
+            assert not any(event.acked for event in events)
+        assert all(event.acked for event in events)
+    finally:
+        await producer.stop()
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap,
+                                group_id=f"writer-{uuid.uuid4().hex[:6]}",
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in (0, 1)]
+        consumer.assign(tps)
+        got: dict[int, list[bytes]] = {0: [], 1: []}
+        while len(got[0]) < many or len(got[1]) < few:
+            batch = await consumer.getmany(*tps, timeout_ms=5000)
+            assert batch, f"timed out with {len(got[0])} + {len(got[1])} records"
+            for tp, records in batch.items():
+                got[tp.partition].extend(record.value for record in records)
+    finally:
+        await consumer.stop()
+    assert got[0] == [f"{i:0200d}".encode() for i in range(many)]
+    assert got[1] == [f"few-{i}".encode() for i in range(few)]
