@@ -1,0 +1,84 @@
+"""The fetcher's eager delivery (faust_fixes 5): same results as Service.wait_first."""
+
+import asyncio
+
+import pytest
+from mode import Service
+
+from streams.faust_fixes import Resumed, _wait_first_eager
+
+
+class Fetching(Service):
+    """What _wait_first_eager reads of Faust's consumer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.suspend_flow = asyncio.Event()
+
+
+async def queued(log: list[str]) -> str:
+    log.append("queued")
+    return "done"
+
+
+async def blocked(log: list[str], gate: asyncio.Event) -> str:
+    log.append("waiting")
+    await gate.wait()
+    log.append("resumed")
+    return "late"
+
+
+@pytest.mark.asyncio
+async def test_a_callback_that_does_not_wait_runs_at_once() -> None:
+    consumer, log = Fetching(), []
+    other = consumer.suspend_flow.wait()
+    result = await _wait_first_eager(consumer, queued(log), other)
+    assert log == ["queued"] and result.results == ["done"] and not result.stopped
+    assert other.cr_frame is None  # closed, not left unawaited
+
+
+@pytest.mark.asyncio
+async def test_a_callback_that_waits_is_resumed_where_it_stopped() -> None:
+    consumer, log, gate = Fetching(), [], asyncio.Event()
+    asyncio.get_running_loop().call_later(0.01, gate.set)
+    result = await _wait_first_eager(consumer, blocked(log, gate), consumer.suspend_flow.wait())
+    assert log == ["waiting", "resumed"] and result.results == ["late"]
+
+
+@pytest.mark.asyncio
+async def test_a_suspended_flow_wins_and_cancels_the_callback() -> None:
+    consumer, log, gate = Fetching(), [], asyncio.Event()
+    asyncio.get_running_loop().call_later(0.01, consumer.suspend_flow.set)
+    result = await _wait_first_eager(consumer, blocked(log, gate),
+                                     consumer.suspend_flow.wait())
+    gate.set()
+    await asyncio.sleep(0.01)
+    assert log == ["waiting"]  # stopped at the gate, never resumed
+    assert result.results == [True]  # the suspend_flow.wait() won
+
+
+@pytest.mark.asyncio
+async def test_resumed_passes_errors_and_cancellation_to_the_coroutine() -> None:
+    seen: list[str] = []
+
+    async def fails() -> None:
+        await asyncio.sleep(0)
+        raise ValueError("bad")
+
+    async def sleeps() -> None:
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+
+    coro = fails()
+    with pytest.raises(ValueError, match="bad"):
+        await Resumed(coro, coro.send(None))
+    coro = sleeps()
+    task = asyncio.ensure_future(Resumed(coro, coro.send(None)))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert seen == ["cancelled"]
