@@ -179,12 +179,12 @@ class BenchWorker(WorkerProcess):
             await asyncio.sleep(0.1)
 
 
-def worker_settings(bootstrap: str, prefix: str, data_dir: Path, guarantee: str) -> Settings:
+def worker_settings(bootstrap: str, prefix: str, data_dir: Path, guarantee: str,
+                    tansu: bool) -> Settings:
     # One static group member id for the worker and its replacement (recovery phase), as
     # a deployment gives each worker slot a stable id. tansu answers a waiting fetch only
     # when its wait expires, so the worker's fetch wait is short there (Apache Kafka
     # answers as soon as data arrives: the default suits it).
-    tansu = guarantee == "at_least_once"
     return Settings(broker=f"kafka://{bootstrap}", topic_prefix=prefix, partitions=PARTITIONS,
                     session_timeout=6.0, web_port=free_port(), data_dir=str(data_dir),
                     processing_guarantee=guarantee, instance_id=f"{prefix}worker-1",
@@ -364,8 +364,12 @@ async def phases(args: argparse.Namespace, bootstrap: str, broker_pid: int | Non
             await base_counter.stop()
 
     n = args.n
-    guarantee = "exactly_once" if args.broker == "kafka" else "at_least_once"
-    isolation = "read_committed" if args.broker == "kafka" else "read_uncommitted"
+    guarantee = args.guarantee or ("exactly_once" if args.broker == "kafka"
+                                   else "at_least_once")
+    tansu = args.broker == "tansu"
+    if tansu and guarantee == "exactly_once":
+        raise SystemExit("tansu has no transactions: exactly_once needs --broker kafka")
+    isolation = "read_committed" if guarantee == "exactly_once" else "read_uncommitted"
     timeout = args.phase_timeout or (60 + n / 150)
     stall = 60.0
     names = TopicNames(PREFIX)
@@ -375,7 +379,7 @@ async def phases(args: argparse.Namespace, bootstrap: str, broker_pid: int | Non
 
     # -- idle: a worker with an empty table, on topics of its own
     step("idle worker (empty table) for the memory baseline")
-    idle = BenchWorker(worker_settings(bootstrap, "idle.", tmp / "idle", guarantee),
+    idle = BenchWorker(worker_settings(bootstrap, "idle.", tmp / "idle", guarantee, tansu),
                        out / "worker-idle.log")
     workers.append(idle)
     await asyncio.to_thread(idle.start, 120.0)
@@ -386,7 +390,7 @@ async def phases(args: argparse.Namespace, bootstrap: str, broker_pid: int | Non
     step(f"idle worker RSS {idle_rss / 2**20:.1f} MiB")
 
     # -- ingest
-    settings = worker_settings(bootstrap, PREFIX, tmp / "worker", guarantee)
+    settings = worker_settings(bootstrap, PREFIX, tmp / "worker", guarantee, tansu)
     await ensure_topics(settings)
     step(f"publishing {n} cancellations")
     t = time.monotonic()
@@ -502,7 +506,7 @@ async def phases(args: argparse.Namespace, bootstrap: str, broker_pid: int | Non
     # -- recovery: SIGKILL, then a fresh worker with an empty data dir
     step("recovery: SIGKILL the worker, start a fresh one")
     worker.kill()
-    fresh = BenchWorker(worker_settings(bootstrap, PREFIX, tmp / "worker-fresh", guarantee),
+    fresh = BenchWorker(worker_settings(bootstrap, PREFIX, tmp / "worker-fresh", guarantee, tansu),
                         out / "worker-recovered.log")
     workers.append(fresh)
     t, t_wall = time.monotonic(), time.time()
@@ -676,6 +680,9 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=20000, help="customers (default 20000)")
     parser.add_argument("--out", required=True, help="folder for results and logs")
     parser.add_argument("--broker", choices=["tansu", "kafka"], default="tansu")
+    parser.add_argument("--guarantee", choices=["at_least_once", "exactly_once"],
+                        help="processing guarantee (default: exactly_once on kafka, "
+                             "at_least_once on tansu)")
     parser.add_argument("--profile", action="store_true",
                         help="run the worker under pyinstrument during ingest and fan-out")
     parser.add_argument("--latency-rate", type=int, default=1000, help="events/s (1000)")

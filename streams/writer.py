@@ -1,9 +1,9 @@
 """Everything a batch of input events writes: output records and table changes.
 
-A writer covers consecutive events of one source partition. Under at-least-once the
-agent hands it a batch (up to `max_batch` events, waiting at most `batch_wait_ms`), so
-a busy stream pays one broker round trip per batch instead of one per event. Under
-exactly-once each event gets its own writer.
+A writer covers consecutive events of one source partition: the agent hands it a
+batch (up to `max_batch` events, waiting at most `batch_wait_ms`). Under
+at-least-once a busy stream then pays one broker round trip per batch instead of one
+per event; under exactly-once, one lock and one transaction lookup per batch.
 
 Exactly-once (Apache Kafka): every record goes into the Kafka transaction that
 Faust commits the events' offsets with, and no commit can fall while a batch is

@@ -226,13 +226,6 @@ def attach(p: "Pipeline") -> None:
 
     @p.app.agent(p.customer_inputs, name="customers")
     async def customers(stream: Any) -> None:
-        if p.settings.processing_guarantee == "exactly_once":
-            # One event per write: the transaction commit flushes the records, so there
-            # is no per-event wait to save. (Batches here are untested by the crash
-            # suite: see docs/benchmarks.md.)
-            async for event in stream.events():
-                await process([event])
-            return
         async for events in take_batches(stream, max_batch, p.settings.batch_wait_ms / 1000):
             await process(events)
 
