@@ -185,11 +185,12 @@ def worker_settings(bootstrap: str, prefix: str, data_dir: Path, guarantee: str,
     # a deployment gives each worker slot a stable id. tansu answers a waiting fetch only
     # when its wait expires, so the worker's fetch wait is short there (Apache Kafka
     # answers as soon as data arrives: the default suits it).
-    return Settings(broker=f"kafka://{bootstrap}", topic_prefix=prefix, partitions=PARTITIONS,
-                    session_timeout=6.0, web_port=free_port(), data_dir=str(data_dir),
-                    processing_guarantee=guarantee, instance_id=f"{prefix}worker-1",
-                    fetch_max_wait_ms=10 if tansu else Settings.fetch_max_wait_ms
-                    )  # logging: the defaults (info, JSON)
+    # Other WAIVER_* variables in the environment apply to the worker, as in a deployment.
+    return Settings.from_env(
+        broker=f"kafka://{bootstrap}", topic_prefix=prefix, partitions=PARTITIONS,
+        session_timeout=6.0, web_port=free_port(), data_dir=str(data_dir),
+        processing_guarantee=guarantee, instance_id=f"{prefix}worker-1",
+        fetch_max_wait_ms=10 if tansu else None)  # logging: the defaults (info, JSON)
 
 
 # ---------------------------------------------------------------- data
@@ -374,6 +375,9 @@ async def phases(args: argparse.Namespace, bootstrap: str, broker_pid: int | Non
     stall = 60.0
     names = TopicNames(PREFIX)
     results.update({"broker": args.broker, "n": n, "processing_guarantee": guarantee,
+                    "worker_environment": {  # WAIVER_* set for this run, secrets left out
+                        k: v for k, v in os.environ.items() if k.startswith("WAIVER_")
+                        and not any(s in k for s in ("TOKEN", "PASSWORD"))},
                     "partitions": PARTITIONS, "profile": bool(args.profile),
                     "started_at": datetime.now(UTC).isoformat(timespec="seconds")})
 
@@ -626,6 +630,9 @@ def markdown(r: dict[str, Any]) -> str:
              f"{m['memory_bytes'] / 2**30:.1f} GiB, Python {m['python']}; load average "
              f"{m['loadavg_at_start'][0]:.2f} at start, {r['loadavg_at_end'][0]:.2f} at end.",
              ""]
+    if r.get("worker_environment"):
+        lines += ["Worker settings from the environment: " + ", ".join(
+            f"`{k}={v}`" for k, v in sorted(r["worker_environment"].items())) + ".", ""]
     if r["profile"]:
         lines += ["**Profiled run** (pyinstrument in the worker): times are inflated; use "
                   "the profile-*.txt files, not these figures.", ""]

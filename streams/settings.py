@@ -43,6 +43,9 @@ class Settings:
     # the linger while a request is in flight.
     producer_batch_bytes: int = 256 * 1024
     producer_linger_ms: float = 2.0
+    # How often processed offsets are committed. Under exactly-once this is also when
+    # outputs become visible to read_committed consumers: it bounds their latency.
+    commit_interval_ms: float = 2800.0  # Faust's default
     log_level: str = "info"
     log_format: str = "json"  # json | text
     # Lookup API: bearer token (WAIVER_API_TOKEN); this worker's URL for the others.
