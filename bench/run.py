@@ -29,6 +29,7 @@ import time
 import traceback
 from collections.abc import Iterator
 from contextlib import ExitStack
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -510,8 +511,11 @@ async def phases(args: argparse.Namespace, bootstrap: str, broker_pid: int | Non
     # -- recovery: SIGKILL, then a fresh worker with an empty data dir
     step("recovery: SIGKILL the worker, start a fresh one")
     worker.kill()
-    fresh = BenchWorker(worker_settings(bootstrap, PREFIX, tmp / "worker-fresh", guarantee, tansu),
-                        out / "worker-recovered.log")
+    # Same instance id and URL, as a restarted pod: Kafka hands a returning static member
+    # its old assignment, URL included, and Faust refuses a URL that has changed.
+    fresh_settings = replace(worker_settings(bootstrap, PREFIX, tmp / "worker-fresh", guarantee,
+                                             tansu), web_port=settings.web_port)
+    fresh = BenchWorker(fresh_settings, out / "worker-recovered.log")
     workers.append(fresh)
     t, t_wall = time.monotonic(), time.time()
     await asyncio.to_thread(fresh.start, max(120.0, timeout))

@@ -1,5 +1,5 @@
 """Patches to faust-streaming 0.15: fixes for its table recovery, each seen losing data
-here (1, 2, 4), and two costs (3, 5).
+here (1, 2, 4), two costs (3, 5), and a hang made an error (6).
 
 1. Under exactly-once, recovery takes each changelog's end from
    `last_stable_offset()`, the value seen in the *last fetch*, which is unknown
@@ -40,13 +40,24 @@ here (1, 2, 4), and two costs (3, 5).
    without waiting. The patch runs the callback up to its first wait and only
    then, if it has to wait, falls back to `wait_first` from where it stopped.
    While the flow is suspended (or the consumer stopping) it is `wait_first` as is.
+
+6. With static membership (`WAIVER_INSTANCE_ID`) Apache Kafka hands a returning
+   member its previous assignment without a rebalance, and that assignment carries
+   the URL the worker had then. If the URL changed (another port or host), Faust's
+   assignor fails an `assert` inside aiokafka's coordinator task, which dies: the
+   worker hangs, never ready, with nothing in its log that says why. The patch
+   says why and exits (78, a configuration error) so a supervisor sees it.
 """
 
 import asyncio
 import functools
+import logging
+import os
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
+from faust.assignor.client_assignment import ClientMetadata
+from faust.assignor.partition_assignor import PartitionAssignor
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer as BaseConsumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer
@@ -54,6 +65,7 @@ from mode import Service
 from mode.services import WaitResults
 
 _INSTALLED = False
+log = logging.getLogger("waiver")
 
 
 async def _seek_to_committed(self: AIOKafkaConsumerThread) -> Any:
@@ -175,6 +187,30 @@ async def _wait_first_eager(self: Any, *coros: Any, timeout: Any = None) -> Wait
     return await Service.wait_first(self, *coros, timeout=timeout)
 
 
+def exit_misconfigured(message: str) -> None:
+    log.critical(message)
+    logging.shutdown()
+    os._exit(78)  # EX_CONFIG
+
+
+def _url_unchanged(method: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(method)
+    def wrapper(self: PartitionAssignor, assignment: Any) -> None:
+        try:
+            method(self, assignment)
+        except AssertionError:
+            metadata = ClientMetadata.loads(self._decompress(assignment.user_data))
+            if metadata.url == str(self._url):
+                raise
+            exit_misconfigured(
+                f"Kafka returned this worker's previous assignment, made when its URL was "
+                f"{metadata.url}; it is now {self._url}. A worker that keeps its "
+                f"WAIVER_INSTANCE_ID must keep its URL (WAIVER_CANONICAL_URL, or its host "
+                f"and WAIVER_WEB_PORT) across restarts.")
+
+    return wrapper
+
+
 def install(fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS) -> None:
     global _INSTALLED, FETCH_MAX_WAIT_MS
     FETCH_MAX_WAIT_MS = fetch_max_wait_ms
@@ -182,6 +218,7 @@ def install(fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS) -> None:
         return
     Consumer._getmany = _tracked_getmany(Consumer._getmany)
     BaseConsumer.wait_first = _wait_first_eager  # only _drain_messages calls it there
+    PartitionAssignor.on_assignment = _url_unchanged(PartitionAssignor.on_assignment)
     AIOKafkaConsumerThread.seek_to_committed = _seek_to_committed
     AIOKafkaConsumerThread._create_worker_consumer = _with_fetch_wait(
         AIOKafkaConsumerThread._create_worker_consumer)

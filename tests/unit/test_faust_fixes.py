@@ -1,11 +1,17 @@
-"""The fetcher's eager delivery (faust_fixes 5): same results as Service.wait_first."""
+"""Patches to Faust: the fetcher's eager delivery (5) gives Service.wait_first's results;
+a static member whose URL changed exits saying why (6)."""
 
 import asyncio
 
 import pytest
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
+from faust.assignor.client_assignment import ClientAssignment, ClientMetadata
 from mode import Service
 
+from streams import faust_fixes
+from streams.app import Pipeline
 from streams.faust_fixes import Resumed, _wait_first_eager
+from streams.settings import Settings
 
 
 class Fetching(Service):
@@ -82,3 +88,22 @@ async def test_resumed_passes_errors_and_cancellation_to_the_coroutine() -> None
     with pytest.raises(asyncio.CancelledError):
         await task
     assert seen == ["cancelled"]
+
+
+def test_a_returning_static_member_with_a_new_url_exits_saying_why(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assignor = Pipeline(Settings(topic_prefix="unit-url.", web_port=6101)).app.assignor
+    exits: list[str] = []
+    monkeypatch.setattr(faust_fixes, "exit_misconfigured", exits.append)
+
+    def assignment(url: str) -> ConsumerProtocolMemberAssignment:
+        metadata = ClientMetadata(assignment=ClientAssignment(actives={}, standbys={}),
+                                  url=url, changelog_distribution={})
+        return ConsumerProtocolMemberAssignment(
+            0, [], assignor._compress(metadata.dumps()))
+
+    assignor.on_assignment(assignment(str(assignor._url)))
+    assert exits == []
+    assignor.on_assignment(assignment("http://127.0.0.1:6100"))
+    assert len(exits) == 1 and "http://127.0.0.1:6100" in exits[0]
+    assert "WAIVER_INSTANCE_ID" in exits[0]
