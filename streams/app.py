@@ -80,7 +80,7 @@ class Pipeline:
             # Bigger produce requests for a round's fan-out (Faust's default is 16 KiB).
             producer_max_batch_size=settings.producer_batch_bytes,
             producer_linger=settings.producer_linger_ms / 1000,
-            broker_commit_interval=settings.commit_interval_ms / 1000,
+            broker_commit_interval=settings.commit_interval,
         )
         n = settings.partitions
         raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",

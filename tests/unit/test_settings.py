@@ -17,6 +17,16 @@ def test_flags_win_over_environment() -> None:
         Settings.from_env({"WAIVER_PARTITIONS": "many"})
 
 
+def test_commit_interval_follows_the_guarantee_unless_set() -> None:
+    assert Settings(processing_guarantee="exactly_once").commit_interval == 0.1
+    assert Settings(processing_guarantee="at_least_once").commit_interval == 2.8
+    settings = Settings.from_env({"WAIVER_COMMIT_INTERVAL_MS": "500",
+                                  "WAIVER_PROCESSING_GUARANTEE": "exactly_once"})
+    assert settings.commit_interval_ms == 500.0 and settings.commit_interval == 0.5
+    with pytest.raises(ValueError, match="WAIVER_COMMIT_INTERVAL_MS"):
+        Settings.from_env({"WAIVER_COMMIT_INTERVAL_MS": "soon"})
+
+
 def test_plaintext_needs_no_credentials() -> None:
     assert Settings().credentials() is None
     assert Settings().client_options() == {"security_protocol": "PLAINTEXT"}
