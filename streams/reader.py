@@ -19,6 +19,7 @@ class Record:
     offset: int
     key: str | None
     value: Any  # the decoded JSON
+    timestamp_ms: int | None = None  # the record's timestamp (the producer's clock)
 
 
 class OutputReader:
@@ -54,7 +55,8 @@ class OutputReader:
                 for m in messages:
                     key = m.key.decode("utf-8", errors="replace") if m.key is not None else None
                     self.records[tp.topic].append(
-                        Record(tp.topic, tp.partition, m.offset, key, json.loads(m.value)))
+                        Record(tp.topic, tp.partition, m.offset, key, json.loads(m.value),
+                               m.timestamp))
                 self.last_arrival = time.monotonic()
 
     async def stop(self) -> None:

@@ -38,10 +38,24 @@ def main(paths: list[str]) -> None:
   a broker restart; decisions and refunds are exactly one per input event. Outputs,
   table changes and input offsets of one event commit in one Kafka transaction
   (`streams/writer.py`); consumers must read with `isolation.level=read_committed`.
-- **Brokers without transactions (the embedded tansu broker), at-least-once.** Nothing
-  is lost: outputs are acknowledged before the state that records them. After a crash
-  a task can be sent again, with the same `notification_id`; the `duplicates` column
-  shows how many. Gateways must drop a `notification_id` they have already sent.
+- **Brokers without transactions (the embedded tansu broker), at-least-once.** Outputs
+  are acknowledged before the state that records them, so after a crash a task can be
+  sent again, with the same `notification_id` (the `duplicates` column); gateways must
+  drop a `notification_id` they have already sent. **But a kill mid-round can lose a
+  round's reminder for customers decided just before it** (found 26 Nov, not fixed):
+  the kill-restart test on tansu failed in 6 of 9 runs that day (1 of 4 on the code
+  of 25 Nov), with 1 to 181 customers of 20,000 missing their round-1 task. The test
+  now says where they went: their state records were written by the killed worker
+  about a second before the kill, yet the restarted worker's recovery read the
+  changelog only up to the offset just before them (tansu still had the dead client's
+  last produce requests to apply, or reported an older end offset); their
+  cancellations, not yet committed, were decided again, but only after the restarted
+  worker had run the round, which is re-read at the same time and has no order
+  with them. The fix to build: a round trigger for partition P waits until the
+  worker has processed the customer events of partition P that the broker held when
+  the trigger arrived (Kafka Streams orders a task's input topics by timestamp for
+  the same reason). Under exactly-once on Apache Kafka the same kills lose nothing:
+  a decision is visible only with the state and offsets of its transaction.
 - **tansu keeps no data across its own restart** (memory storage), so the broker-restart
   test runs on Apache Kafka only.
 

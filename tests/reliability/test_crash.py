@@ -5,6 +5,7 @@ broker without transactions (tansu, at-least-once) none is lost; repeats carry
 the same notification_id and are counted.
 """
 
+import json
 import os
 import time
 from collections import Counter
@@ -14,6 +15,7 @@ import pytest
 
 from streams.reader import OutputReader
 from streams.runner import WorkerProcess
+from streams.settings import Settings
 from streams.topics import TopicNames
 from tests.conftest import GUARANTEE, Publisher, worker_settings
 from tests.factories import cancellation_dict
@@ -32,6 +34,32 @@ def population(tag: str, n: int) -> list[dict]:
                    if i % 2 else {"name": "홍길동", "phone": None, "email": f"k{i}@example.com"})
         events.append(cancellation_dict(f"{tag}{i:06d}", contact=contact, event_id=f"{tag}-c{i}"))
     return events
+
+
+async def changelog_diagnosis(settings: Settings, missing: set[str], killed_at: float
+                              ) -> dict[str, object]:
+    """Where customers without a task went missing: in the state changelog (never
+    written), or after it (a worker that did not recover or use their state)."""
+    if not missing:
+        return {}
+    topic = f"{settings.application_id}-customers-changelog"
+    reader = await OutputReader(settings.bootstrap, [topic]).start()
+    try:
+        await reader.settle(quiet=3.0)
+    finally:
+        await reader.stop()
+    logged: dict[str, list[tuple[int, int, float]]] = {}
+    ends: dict[int, int] = {}
+    for r in reader.records[topic]:
+        ends[r.partition] = max(ends.get(r.partition, 0), r.offset + 1)
+        if r.key is not None and json.loads(r.key) in missing:
+            logged.setdefault(json.loads(r.key), []).append(
+                (r.partition, r.offset, round((r.timestamp_ms or 0) / 1000 - killed_at, 2)))
+    return {"missing_ids": sorted(missing)[:10],
+            "missing_in_changelog": len(missing - set(logged)),
+            # (partition, offset, seconds after the kill) of their changelog records
+            "missing_at": [logged[c] for c in sorted(logged)[:5]],
+            "changelog_ends": dict(sorted(ends.items()))}
 
 
 async def fan_out_with_kills(broker: str, tmp_path: Path, publisher: Publisher, workers: int,
@@ -63,7 +91,7 @@ async def fan_out_with_kills(broker: str, tmp_path: Path, publisher: Publisher, 
         victim = procs[0]
         victim.kill()
         at_kill = tasks_seen()
-        killed_at = time.monotonic()
+        killed_at, killed_wall = time.monotonic(), time.time()
         assert at_kill < CUSTOMERS, "the fan-out finished before the kill: nothing was tested"
         if workers == 1:
             victim.start()  # restarted, as a supervisor would
@@ -82,11 +110,13 @@ async def fan_out_with_kills(broker: str, tmp_path: Path, publisher: Publisher, 
         got = {(t["customer_id"], t["round"]) for t in tasks}
         duplicates = sum(n - 1 for n in counts.values())
         missing = len(expected - got)
+        diagnosis = await changelog_diagnosis(settings, {c for c, _ in expected - got},
+                                              killed_wall)
         record(test, customers=CUSTOMERS, workers=workers, kills=1,
                tasks_visible_at_kill=at_kill, tasks_committed=len(tasks),
                duplicates=duplicates, missing=missing, unexpected=len(got - expected),
-               seconds_to_finish_after_kill=round(recovered_in, 1))
-        assert missing == 0
+               seconds_to_finish_after_kill=round(recovered_in, 1), **diagnosis)
+        assert missing == 0, diagnosis
         assert got == expected
         if GUARANTEE == "exactly_once":
             assert duplicates == 0
