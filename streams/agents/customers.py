@@ -20,6 +20,7 @@ from streams.agents.dead_letters import to_dead_letter
 from streams.app import log, utcnow
 from streams.batches import by_key, take_batches
 from streams.codec import BadMessage, parse
+from streams.round_barrier import RoundBarrier
 from streams.writer import EventWriter, TransactionUnavailable, batch_key
 
 if TYPE_CHECKING:
@@ -71,6 +72,8 @@ def attach(p: "Pipeline") -> None:
     table = p.customers
     metrics = p.metrics
     max_batch = p.settings.max_batch
+    barrier = RoundBarrier(p.app, [t for t in names.customer_inputs()
+                                   if t != names.round_triggers])
 
     async def emit(w: EventWriter, topic: str, record: Any) -> None:
         """An output record, keyed by its customer (of the batch's partition)."""
@@ -198,6 +201,7 @@ def attach(p: "Pipeline") -> None:
                 if source == names.round_triggers:
                     await on_round_trigger(w, event)
                 else:
+                    barrier.processed_event(event)
                     await on_customer_event(w, event, source)
         except KafkaError:
             raise  # the broker is in trouble: see process()
@@ -209,6 +213,14 @@ def attach(p: "Pipeline") -> None:
         w.done(event)
 
     async def process(events: "list[EventT]") -> None:
+        # A round trigger runs once the customer events before it are in (round_barrier).
+        admitted = [event for event in events if event.message.topic != names.round_triggers
+                    or await barrier.admit(event)]
+        await write_batch(admitted)
+        while ready := barrier.released():
+            await write_batch(ready)
+
+    async def write_batch(events: "list[EventT]") -> None:
         for part in by_key(events, lambda event: batch_key(p.app, event)):
             try:
                 async with EventWriter(p, part) as w:

@@ -1,0 +1,90 @@
+"""A round trigger waits for the customer events its partition held when it came.
+
+The customer topics and the round-trigger topic are read side by side, with no order
+between them. After a restart (or any other re-read), a round trigger can be read
+before cancellations published well before it: those customers are then decided
+after their partition's round and miss it (seen in the kill-restart test under
+at-least-once, 1 to 181 of 20,000 customers in 6 of 9 runs). So a trigger for
+partition P is held until this worker has processed, in every customer topic of
+partition P, the records below the end offsets the broker reported when the
+trigger came. (Kafka Streams orders a task's input topics by timestamp for the
+same reason.)
+
+A held trigger is not acked, so no commit passes its offset: a crash or a rebalance
+reads it again. It is marked `acked` without being counted, as stale events are in
+`streams.batches`, so that take_events does not ack it and a rebalance does not
+wait for it.
+"""
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from faust.types import TP
+from faust.types.tuples import ack_lock
+
+if TYPE_CHECKING:
+    from faust.types import EventT
+
+log = logging.getLogger("waiver")
+
+
+def caught_up(barrier: Mapping[Any, int], processed: Mapping[Any, int],
+              committed: Mapping[Any, int | None]) -> bool:
+    """Every record below `barrier[tp]` is done: processed here (`processed[tp]` is the
+    offset after the last one) or committed before (`committed[tp]`)."""
+    return all(max(processed.get(tp, 0), committed.get(tp) or 0) >= end
+               for tp, end in barrier.items())
+
+
+class RoundBarrier:
+    def __init__(self, app: Any, customer_topics: list[str]) -> None:
+        self.app = app
+        self.topics = customer_topics
+        self.processed: dict[Any, int] = {}  # tp -> offset after the last event processed
+        self.held: list[tuple[EventT, dict[Any, int]]] = []
+
+    def processed_event(self, event: "EventT") -> None:
+        msg = event.message
+        if msg.offset + 1 > self.processed.get(msg.tp, 0):
+            self.processed[msg.tp] = msg.offset + 1
+
+    def _caught_up(self, barrier: Mapping[Any, int]) -> bool:
+        return caught_up(barrier, self.processed, self.app.consumer._committed_offset)
+
+    async def admit(self, event: "EventT") -> bool:
+        """True: run the trigger now. False: it is held (see `released`)."""
+        partition = event.message.partition
+        ends = await self.app.consumer.highwaters(*(TP(t, partition) for t in self.topics))
+        barrier = {tp: end for tp, end in ends.items() if end}
+        if self._caught_up(barrier):
+            return True
+        msg = event.message
+        with ack_lock:
+            msg.acked = True  # not counted: take_events' ack is a no-op, no commit passes it
+            self.app.consumer._unacked_messages.discard(msg)
+        self.held.append((event, barrier))
+        behind = sum(end - max(self.processed.get(tp, 0),
+                               self.app.consumer._committed_offset.get(tp) or 0)
+                     for tp, end in barrier.items())
+        log.info("round trigger %s[%d]@%d waits for up to %d customer events of its "
+                 "partition read after it", msg.topic, partition, msg.offset, behind)
+        return False
+
+    def released(self) -> "list[EventT]":
+        """The held triggers whose partition has caught up, ready to run (and be acked).
+        Those of an older consumer generation are dropped: they are read again."""
+        generation = self.app.consumer_generation_id
+        ready, still = [], []
+        for event, barrier in self.held:
+            if event.message.generation_id != generation:
+                continue
+            if self._caught_up(barrier):
+                with ack_lock:
+                    event.message.acked = False
+                    self.app.consumer._unacked_messages.add(event.message)
+                ready.append(event)
+            else:
+                still.append((event, barrier))
+        self.held = still
+        return ready
