@@ -15,9 +15,8 @@ the *source* partition, holding that producer's lock from the first write to
 the acks.
 
 At-least-once (any broker): the batch's outputs are acknowledged by the broker
-before the table changes that record them are written, so a crash repeats an
-output, never loses one. Faust flushes the producer (the changelog records)
-before it commits an offset.
+before the table changes that record them are written, and those before the
+events are acked, so a crash repeats an output, never loses one or its state.
 
 Table changes are staged in the writer until the end: later events of the batch
 read them through `get` and `items`.
@@ -207,8 +206,13 @@ class EventWriter:
                                                     serializer=table.value_serializer)
                 await self._append(table.changelog_topic.get_topic_name(), raw_key, raw_value,
                                    self.partition, None)
-            # Queued in the producer before the acks: Faust flushes it before a commit.
+            sent = len(self._futures)
             await self._flush()
+            if not self.exactly_once:
+                # The state is acknowledged too before the events are. Faust flushes the
+                # producer before a commit, but its flush does not fail on a failed batch:
+                # the offsets would be committed without the state that records them.
+                await asyncio.gather(*self._futures[sent:])
             # Acked under the lock: the next commit takes these offsets with these writes.
             for event in self._done:
                 event.ack()
