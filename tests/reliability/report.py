@@ -56,12 +56,12 @@ def main(paths: list[str]) -> None:
   whose cancellations *were* committed, while their state records (written about a
   second before the kill) were not yet in the changelog's end offset when the
   restarted worker recovered, 12 s later; they were there at the end of the test.
-  Under at-least-once the writer leaves the changelog's acks to the flush Faust does
-  before a commit, and that flush does not fail on a failed batch (aiokafka's `flush`
-  only waits); awaiting the changelog acks in the writer would turn a failed batch
-  into a restart, and is the next thing to try. Under exactly-once on Apache Kafka the
-  same kills lose nothing: a decision, the state that records it and the input offsets
-  commit in one transaction.
+  Faust's flush before a commit does not fail on a failed batch (aiokafka's `flush`
+  only waits), so the writer now waits for the changelog acks before it acks its
+  events, and a failed batch stops the worker instead; that came after these runs, and
+  too few runs since tell whether it was the cause. Under exactly-once on Apache Kafka
+  the same kills lose nothing: a decision, the state that records it and the input
+  offsets commit in one transaction.
 - **tansu keeps no data across its own restart** (memory storage), so the broker-restart
   test runs on Apache Kafka only.
 
