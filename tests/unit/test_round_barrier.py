@@ -76,3 +76,15 @@ def test_nothing_pending_admits_at_once() -> None:
     barrier = RoundBarrier(SimpleNamespace(consumer=consumer, consumer_generation_id=1),
                            [CANCEL])
     assert asyncio.run(barrier.admit(event("round-triggers", 0)))
+
+
+def test_unknown_end_offsets_let_the_trigger_run() -> None:
+    class Failing(Consumer):
+        async def highwaters(self, *tps: TP) -> dict[TP, int]:
+            raise ConnectionError("broker gone")
+
+    consumer = Failing({}, {})
+    barrier = RoundBarrier(SimpleNamespace(consumer=consumer, consumer_generation_id=1),
+                           [CANCEL])
+    assert asyncio.run(barrier.admit(event("round-triggers", 0)))
+    assert barrier.held == []
