@@ -36,12 +36,18 @@ def current(app: Any, events: "list[EventT]") -> "list[EventT]":
     if len(kept) < len(events):
         log.info("left out %d events fetched before the rebalance (generation %d)",
                  len(events) - len(kept), generation)
-        with ack_lock:
-            for event in events:
-                if event.message.generation_id != generation:
-                    event.message.acked = True  # not in the acked offsets: not committed
-                    app.consumer._unacked_messages.discard(event.message)
+        for event in events:
+            if event.message.generation_id != generation:
+                set_aside(app, event.message)
     return kept
+
+
+def set_aside(app: Any, message: Any) -> None:
+    """Mark `message` done without acking it: its offset is not among the acked ones, so
+    no commit passes it, and neither take_events' ack nor a rebalance waits for it."""
+    with ack_lock:
+        message.acked = True
+        app.consumer._unacked_messages.discard(message)
 
 
 def by_key(events: "Sequence[EventT]", key: "Callable[[EventT], Hashable]"

@@ -11,9 +11,8 @@ trigger came. (Kafka Streams orders a task's input topics by timestamp for the
 same reason.)
 
 A held trigger is not acked, so no commit passes its offset: a crash or a rebalance
-reads it again. It is marked `acked` without being counted, as stale events are in
-`streams.batches`, so that take_events does not ack it and a rebalance does not
-wait for it.
+reads it again. It is set aside as stale events are (`streams.batches.set_aside`),
+so that take_events does not ack it and a rebalance does not wait for it.
 """
 
 import logging
@@ -23,17 +22,19 @@ from typing import TYPE_CHECKING, Any
 from faust.types import TP
 from faust.types.tuples import ack_lock
 
+from streams.batches import set_aside
+
 if TYPE_CHECKING:
     from faust.types import EventT
 
 log = logging.getLogger("waiver")
 
 
-def caught_up(barrier: Mapping[Any, int], processed: Mapping[Any, int],
-              committed: Mapping[Any, int | None]) -> bool:
-    """Every record below `barrier[tp]` is done: processed here (`processed[tp]` is the
-    offset after the last one) or committed before (`committed[tp]`)."""
-    return all(max(processed.get(tp, 0), committed.get(tp) or 0) >= end
+def behind(barrier: Mapping[Any, int], processed: Mapping[Any, int],
+           committed: Mapping[Any, int | None]) -> int:
+    """How many records below `barrier[tp]` are not done yet: neither processed here
+    (`processed[tp]` is the offset after the last one) nor committed before."""
+    return sum(max(end - max(processed.get(tp, 0), committed.get(tp) or 0), 0)
                for tp, end in barrier.items())
 
 
@@ -49,8 +50,8 @@ class RoundBarrier:
         if msg.offset + 1 > self.processed.get(msg.tp, 0):
             self.processed[msg.tp] = msg.offset + 1
 
-    def _caught_up(self, barrier: Mapping[Any, int]) -> bool:
-        return caught_up(barrier, self.processed, self.app.consumer._committed_offset)
+    def _behind(self, barrier: Mapping[Any, int]) -> int:
+        return behind(barrier, self.processed, self.app.consumer._committed_offset)
 
     async def admit(self, event: "EventT") -> bool:
         """True: run the trigger now. False: it is held (see `released`)."""
@@ -62,18 +63,14 @@ class RoundBarrier:
                         type(exc).__name__, exc)
             return True
         barrier = {tp: end for tp, end in ends.items() if end}
-        if self._caught_up(barrier):
+        waiting = self._behind(barrier)
+        if not waiting:
             return True
         msg = event.message
-        with ack_lock:
-            msg.acked = True  # not counted: take_events' ack is a no-op, no commit passes it
-            self.app.consumer._unacked_messages.discard(msg)
+        set_aside(self.app, msg)
         self.held.append((event, barrier))
-        behind = sum(end - max(self.processed.get(tp, 0),
-                               self.app.consumer._committed_offset.get(tp) or 0)
-                     for tp, end in barrier.items())
         log.info("round trigger %s[%d]@%d waits for up to %d customer events of its "
-                 "partition read after it", msg.topic, partition, msg.offset, behind)
+                 "partition read after it", msg.topic, partition, msg.offset, waiting)
         return False
 
     def released(self) -> "list[EventT]":
@@ -84,7 +81,7 @@ class RoundBarrier:
         for event, barrier in self.held:
             if event.message.generation_id != generation:
                 continue
-            if self._caught_up(barrier):
+            if not self._behind(barrier):
                 with ack_lock:
                     event.message.acked = False
                     self.app.consumer._unacked_messages.add(event.message)

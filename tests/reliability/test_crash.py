@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from streams.admin import changelog_topics
 from streams.reader import OutputReader
 from streams.runner import WorkerProcess
 from streams.settings import Settings
@@ -42,7 +43,7 @@ async def changelog_diagnosis(settings: Settings, missing: set[str], killed_at: 
     written), or after it (a worker that did not recover or use their state)."""
     if not missing:
         return {}
-    topic = f"{settings.application_id}-customers-changelog"
+    topic = changelog_topics(settings)[0]  # the customers table's
     reader = await OutputReader(settings.bootstrap, [topic]).start()
     try:
         await reader.settle(quiet=3.0)
@@ -52,8 +53,9 @@ async def changelog_diagnosis(settings: Settings, missing: set[str], killed_at: 
     ends: dict[int, int] = {}
     for r in reader.records[topic]:
         ends[r.partition] = max(ends.get(r.partition, 0), r.offset + 1)
-        if r.key is not None and json.loads(r.key) in missing:
-            logged.setdefault(json.loads(r.key), []).append(
+        customer = json.loads(r.key) if r.key is not None else None
+        if customer in missing:
+            logged.setdefault(customer, []).append(
                 (r.partition, r.offset, round((r.timestamp_ms or 0) / 1000 - killed_at, 2)))
     return {"missing_ids": sorted(missing)[:10],
             "missing_in_changelog": len(missing - set(logged)),

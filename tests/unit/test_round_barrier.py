@@ -7,19 +7,19 @@ from types import SimpleNamespace
 import pytest
 from faust.types import TP
 
-from streams.round_barrier import RoundBarrier, caught_up
+from streams.round_barrier import RoundBarrier, behind
 
 CANCEL, APPLY = "cancellations", "applications"
 
 
-def test_caught_up_counts_processed_and_committed_records() -> None:
+def test_behind_counts_what_is_neither_processed_nor_committed() -> None:
     a, b = TP(CANCEL, 0), TP(APPLY, 0)
     barrier = {a: 10, b: 4}
-    assert caught_up(barrier, processed={a: 10}, committed={b: 4})
-    assert caught_up(barrier, processed={a: 10, b: 2}, committed={b: 4})
-    assert not caught_up(barrier, processed={a: 9}, committed={a: 7, b: 4})
-    assert not caught_up(barrier, processed={}, committed={a: None, b: 4})
-    assert caught_up({}, processed={}, committed={})
+    assert behind(barrier, processed={a: 10}, committed={b: 4}) == 0
+    assert behind(barrier, processed={a: 10, b: 2}, committed={b: 4}) == 0
+    assert behind(barrier, processed={a: 9}, committed={a: 7, b: 4}) == 1
+    assert behind(barrier, processed={}, committed={a: None, b: 4}) == 10
+    assert behind({}, processed={}, committed={}) == 0
 
 
 class Message(SimpleNamespace):
