@@ -5,6 +5,10 @@
       bytes per record to T2 (same key), acks=all, then flushes and exits.
   python bench/baseline.py fanout --bootstrap H:P --dest T2 --n N --size S
       pre-renders N records of S bytes, then produces them to T2, acks=all.
+  python bench/baseline.py relay --bootstrap H:P --source T --dest T2 --n N --size S
+      [--fetch-wait-ms W]: for the latency baseline, as each of N records of T
+      arrives, produces a record of S bytes to T2 naming its event_id (acks=all,
+      not awaited one by one), with the worker's fetch wait.
 
 Each prints one JSON line when its timed part starts ({"t0": monotonic}: for ingest,
 when the group has assigned the partitions; for fan-out, before the first send) and one
@@ -74,6 +78,32 @@ async def ingest(args: argparse.Namespace) -> None:
         await producer.stop()
 
 
+async def relay(args: argparse.Namespace) -> None:
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=args.bootstrap,
+        group_id=f"bench-relay-{uuid.uuid4().hex[:8]}", auto_offset_reset="earliest",
+        enable_auto_commit=True, session_timeout_ms=6000, heartbeat_interval_ms=1500,
+        fetch_max_wait_ms=args.fetch_wait_ms)
+    consumer.subscribe([args.source], listener=Assigned())
+    producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, acks="all")
+    await producer.start()
+    await consumer.start()
+    try:
+        pending = []
+        while len(pending) < args.n:
+            batches = await consumer.getmany(timeout_ms=200, max_records=2000)
+            for messages in batches.values():
+                for m in messages:
+                    head = json.dumps({"source_event_id": json.loads(m.value)["event_id"]})
+                    out = head.encode().ljust(args.size)
+                    pending.append(await producer.send(args.dest, out, key=m.key))
+        await asyncio.gather(*pending)
+        say(done=time.monotonic(), relayed=len(pending))
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
 async def fanout(args: argparse.Namespace) -> None:
     records = [(f"B{i:07d}".encode(), payload(args.size, i)) for i in range(args.n)]
     producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, acks="all")
@@ -91,15 +121,16 @@ async def fanout(args: argparse.Namespace) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=["ingest", "fanout"])
+    parser.add_argument("mode", choices=["ingest", "fanout", "relay"])
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--source")
     parser.add_argument("--dest", required=True)
     parser.add_argument("--n", type=int, required=True)
     parser.add_argument("--size", type=int, required=True)
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--fetch-wait-ms", type=int, default=500)
     args = parser.parse_args()
-    run = ingest(args) if args.mode == "ingest" else fanout(args)
+    run = {"ingest": ingest, "fanout": fanout, "relay": relay}[args.mode](args)
     try:
         asyncio.run(asyncio.wait_for(run, args.timeout))
     except TimeoutError:
