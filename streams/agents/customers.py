@@ -1,6 +1,7 @@
 """The customer agent: cancellations, applications and round triggers for the
 customers of one partition, applied in order to the customer table."""
 
+import asyncio
 import json
 import logging
 import os
@@ -221,20 +222,27 @@ def attach(p: "Pipeline") -> None:
             await write_batch(ready)
 
     async def write_batch(events: "list[EventT]") -> None:
-        for part in by_key(events, lambda event: batch_key(p.app, event)):
-            try:
-                async with EventWriter(p, part) as w:
-                    for event in part:
-                        await handle(w, event)
-            except TransactionUnavailable as exc:
-                # Revoked while queued: Faust discards commits for revoked partitions,
-                # and the new owner reads these events again.
-                log.warning("skipped %d events of a revoked partition: %s", len(part), exc)
-            except KafkaError as exc:
-                # The broker refused a write after the client's own retries. Faust
-                # would ack the batch on the way out; stop before anything more is
-                # committed, and the restarted worker resumes from the last commit.
-                stop_now(exc)
+        # One writer per source partition, all at once: their partitions, customers and
+        # transactions are disjoint, and each mostly waits on the broker (its acks, or
+        # its transaction's lock during a commit). One after the other, a batch spread
+        # over 8 partitions waited 8 times as long.
+        parts = by_key(events, lambda event: batch_key(p.app, event))
+        await asyncio.gather(*(write_part(part) for part in parts))
+
+    async def write_part(part: "list[EventT]") -> None:
+        try:
+            async with EventWriter(p, part) as w:
+                for event in part:
+                    await handle(w, event)
+        except TransactionUnavailable as exc:
+            # Revoked while queued: Faust discards commits for revoked partitions,
+            # and the new owner reads these events again.
+            log.warning("skipped %d events of a revoked partition: %s", len(part), exc)
+        except KafkaError as exc:
+            # The broker refused a write after the client's own retries. Faust
+            # would ack the batch on the way out; stop before anything more is
+            # committed, and the restarted worker resumes from the last commit.
+            stop_now(exc)
 
     @p.app.agent(p.customer_inputs, name="customers")
     async def customers(stream: Any) -> None:
