@@ -1,5 +1,6 @@
 """Patches to Faust: the fetcher's eager delivery (5) gives Service.wait_first's results;
-a static member whose URL changed exits saying why (6)."""
+a static member whose URL changed exits saying why (6); a commit ends its partitions'
+transactions concurrently (7)."""
 
 import asyncio
 
@@ -10,7 +11,7 @@ from mode import Service
 
 from streams import faust_fixes
 from streams.app import Pipeline
-from streams.faust_fixes import Resumed, _wait_first_eager
+from streams.faust_fixes import Resumed, _commit_transactions_together, _wait_first_eager
 from streams.settings import Settings
 
 
@@ -107,3 +108,65 @@ def test_a_returning_static_member_with_a_new_url_exits_saying_why(
     assignor.on_assignment(assignment("http://127.0.0.1:6100"))
     assert len(exits) == 1 and "http://127.0.0.1:6100" in exits[0]
     assert "WAIVER_INSTANCE_ID" in exits[0]
+
+
+class TransactionProducer:
+    """The calls a commit makes on one partition's aiokafka transactional producer."""
+
+    def __init__(self, name: str, calls: list[str], gate: asyncio.Event,
+                 error: Exception | None = None) -> None:
+        self.name, self.calls, self.gate, self.error = name, calls, gate, error
+
+    async def send_offsets_to_transaction(self, offsets: object, group_id: str) -> None:
+        self.calls.append(f"{self.name} offsets {offsets} {group_id}")
+        await self.gate.wait()  # the broker's round trips
+        if self.error is not None:
+            raise self.error
+
+    async def commit_transaction(self) -> None:
+        self.calls.append(f"{self.name} commit")
+
+    async def begin_transaction(self) -> None:
+        self.calls.append(f"{self.name} begin")
+
+
+class Producers:
+    """What the patched Producer.commit_transactions reads of Faust's producer."""
+
+    def __init__(self, producers: dict[str, TransactionProducer]) -> None:
+        self._transaction_producers = producers
+        self._trn_locks = {tid: asyncio.Lock() for tid in producers}
+
+
+@pytest.mark.asyncio
+async def test_a_commit_ends_the_partitions_transactions_concurrently() -> None:
+    calls: list[str] = []
+    gate = asyncio.Event()
+    faust_producer = Producers({tid: TransactionProducer(tid, calls, gate)
+                                for tid in ("app-0", "app-1")})
+    commit = asyncio.create_task(_commit_transactions_together(
+        faust_producer, {"app-0": {"tp0": 5}, "app-1": {"tp1": 7}}, "app"))  # type: ignore[arg-type]
+    await asyncio.sleep(0.01)
+    # Both wait on the broker at once; one after the other, the second would not start.
+    assert calls == ["app-0 offsets {'tp0': 5} app", "app-1 offsets {'tp1': 7} app"]
+    gate.set()
+    await asyncio.wait_for(commit, 1)
+    assert sorted(calls[2:]) == ["app-0 begin", "app-0 commit", "app-1 begin", "app-1 commit"]
+    assert calls.index("app-0 commit") < calls.index("app-0 begin")
+
+
+@pytest.mark.asyncio
+async def test_a_failed_transaction_fails_the_commit_and_releases_its_lock() -> None:
+    calls: list[str] = []
+    gate = asyncio.Event()
+    gate.set()
+    faust_producer = Producers({"app-0": TransactionProducer("app-0", calls, gate,
+                                                             error=RuntimeError("fenced")),
+                                "app-1": TransactionProducer("app-1", calls, gate)})
+    with pytest.raises(RuntimeError, match="fenced"):
+        await _commit_transactions_together(
+            faust_producer, {"app-0": {"tp0": 5}, "app-1": {"tp1": 7}}, "app")  # type: ignore[arg-type]
+    await asyncio.sleep(0)
+    assert "app-0 commit" not in calls
+    assert "app-1 commit" in calls
+    assert not any(lock.locked() for lock in faust_producer._trn_locks.values())
