@@ -19,6 +19,7 @@ from streams import faust_fixes, web
 from streams.metrics import Metrics
 from streams.settings import Settings
 from streams.topics import TopicNames
+from streams.writer import PendingWrites
 
 log = logging.getLogger("waiver")
 
@@ -57,6 +58,7 @@ class Pipeline:
         # Partition counts of the topics written to, as the producer's metadata first
         # reports them (see EventWriter.send: keyed_here).
         self.topic_sizes: dict[str, int] = {}
+        self.pending_writes = PendingWrites()  # at-least-once: see streams.writer
         self.app = faust.App(
             settings.application_id,
             broker=settings.broker,

@@ -84,6 +84,9 @@ class RoundBarrier:
             if not self._behind(barrier):
                 with ack_lock:
                     event.message.acked = False
+                    # take_events' ack has passed it by: the writer's is the only one
+                    # to come, and must be the last (streams.writer: incref).
+                    event.message.refcount = 0
                     self.app.consumer._unacked_messages.add(event.message)
                 ready.append(event)
             else:

@@ -15,17 +15,26 @@ the *source* partition, holding that producer's lock from the first write to
 the acks.
 
 At-least-once (any broker): the batch's outputs are acknowledged by the broker
-before the table changes that record them are written, and those before the
-events are acked, so a crash repeats an output, never loses one or its state.
+before the table changes that record them are written to the changelog, and those
+before the events are acked, so a crash repeats an output, never loses one or its
+state. That wait (two broker round trips) runs in the background while the agent
+goes on with the next batch, whose outputs are then already on their way; the
+table in memory changes at once, so the next batch reads its predecessor's
+changes. Each such write finishes after the one before it on its partition, so
+changelogs and acks stay in order; a partition with 4 unfinished writes makes the
+agent wait.
 
 Table changes are staged in the writer until the end: later events of the batch
 read them through `get` and `items`.
 """
 
 import asyncio
-from collections.abc import Iterator, Sequence
+import logging
+import os
+from collections import deque
+from collections.abc import Hashable, Iterator, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from aiokafka.errors import KafkaError
 
@@ -41,6 +50,46 @@ if TYPE_CHECKING:
 # consecutive small writers share a batch (a batch of send_batch is never shared,
 # and the next one waits until it has left).
 BATCH_MIN = 64
+
+
+log = logging.getLogger("waiver")
+
+
+def stop_now(exc: BaseException) -> NoReturn:
+    """Exit at once, without the orderly stop that would commit acked offsets."""
+    log.critical("stopping the worker: a write failed after retries (%s: %s)",
+                 type(exc).__name__, exc)
+    logging.shutdown()
+    os._exit(70)
+
+
+class PendingWrites:
+    """At-least-once writes whose acks are still awaited, per partition in order: up to
+    `depth` of them, each finishing after its predecessor."""
+
+    def __init__(self, depth: int = 4) -> None:
+        self.depth = depth
+        self._queues: dict[Hashable, deque[asyncio.Task[None]]] = {}
+
+    def last(self, key: Hashable) -> "asyncio.Task[None] | None":
+        queue = self._queues.get(key)
+        return queue[-1] if queue else None
+
+    async def make_room(self, key: Hashable) -> None:
+        """Wait until fewer than `depth` writes of `key` are unfinished."""
+        queue = self._queues.get(key)
+        while queue and len(queue) >= self.depth:
+            await asyncio.wait([queue[0]])
+
+    def add(self, key: Hashable, task: "asyncio.Task[None]") -> None:
+        queue = self._queues.setdefault(key, deque())
+        queue.append(task)
+        task.add_done_callback(queue.remove)
+
+    async def drain(self) -> None:
+        """Wait for every write in flight (an agent stopping)."""
+        tasks = [task for queue in self._queues.values() for task in queue]
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class TransactionUnavailable(KafkaError):
@@ -73,6 +122,7 @@ class EventWriter:
         self._producer: Any = None  # aiokafka's producer: Faust's, or the transaction's
         self._partitions = pipeline.settings.partitions
         self._topic_sizes = pipeline.topic_sizes
+        self._pending = pipeline.pending_writes
 
     def _transactional_id(self) -> str:
         # The id Faust commits these events' offsets under (TransactionManager.commit).
@@ -194,29 +244,60 @@ class EventWriter:
             if exc_type is not None:
                 return  # nothing acked: the events come again
             await self._flush()
-            if not self.exactly_once:
-                await asyncio.gather(*self._futures)
-            serializers = self.app.serializers
+            # Later batches read these changes from the tables from now on.
             for (_, key), (table, value) in self._staged.items():
                 table.data[key] = value
-                # Encoded exactly as Faust encodes changelog records, for its recovery.
-                raw_key = serializers.dumps_key(table.key_type, key,
-                                                serializer=table.key_serializer)
-                raw_value = serializers.dumps_value(table.value_type, value,
-                                                    serializer=table.value_serializer)
-                await self._append(table.changelog_topic.get_topic_name(), raw_key, raw_value,
-                                   self.partition, None)
-            sent = len(self._futures)
-            await self._flush()
-            if not self.exactly_once:
-                # The state is acknowledged too before the events are. Faust flushes the
-                # producer before a commit, but its flush does not fail on a failed batch:
-                # the offsets would be committed without the state that records them.
-                await asyncio.gather(*self._futures[sent:])
-            # Acked under the lock: the next commit takes these offsets with these writes.
-            for event in self._done:
-                event.ack()
+            if self.exactly_once:
+                await self._write_changelog()
+                # Acked under the lock: the next commit takes these offsets with these
+                # writes.
+                for event in self._done:
+                    event.ack()
+            else:
+                await self._write_in_background()
         finally:
             if self._lock is not None:
                 self._lock.release()
 
+    async def _write_changelog(self) -> None:
+        """The staged table changes to their changelogs."""
+        serializers = self.app.serializers
+        for (_, key), (table, value) in self._staged.items():
+            # Encoded exactly as Faust encodes changelog records, for its recovery.
+            raw_key = serializers.dumps_key(table.key_type, key,
+                                            serializer=table.key_serializer)
+            raw_value = serializers.dumps_value(table.value_type, value,
+                                                serializer=table.value_serializer)
+            await self._append(table.changelog_topic.get_topic_name(), raw_key, raw_value,
+                               self.partition, None)
+        await self._flush()
+
+    async def _write_in_background(self) -> None:
+        """The changelog records after the outputs' acks, then the events' acks."""
+        for event in self._done:
+            event.message.incref()  # take_events' ack is then not the last one
+        # Chained by partition number: every writer of a customer partition (all its
+        # topics, of any agent) after the one before it.
+        await self._pending.make_room(self.partition)
+        previous = self._pending.last(self.partition)
+        self._pending.add(self.partition, asyncio.create_task(self._complete(previous)))
+
+    async def _complete(self, previous: "asyncio.Task[None] | None") -> None:
+        try:
+            await asyncio.gather(*self._futures)
+            if previous is not None:
+                await previous  # changelogs and acks in the order of the batches
+            self._futures.clear()
+            await self._write_changelog()
+            # The state is acknowledged too before the events are. Faust flushes the
+            # producer before a commit, but its flush does not fail on a failed batch:
+            # the offsets would be committed without the state that records them.
+            await asyncio.gather(*self._futures)
+        except asyncio.CancelledError:
+            return  # stopping: the events are not acked, and come again
+        except BaseException as exc:
+            # The broker refused a write after the client's own retries (or worse): the
+            # events can be neither acked nor retried here. Restart from the last commit.
+            stop_now(exc)
+        for event in self._done:
+            event.ack()

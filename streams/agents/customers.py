@@ -3,11 +3,9 @@ customers of one partition, applied in order to the customer table."""
 
 import asyncio
 import json
-import logging
-import os
 import re
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel
@@ -22,7 +20,7 @@ from streams.app import log, utcnow
 from streams.batches import by_key, take_batches
 from streams.codec import BadMessage, parse
 from streams.round_barrier import RoundBarrier
-from streams.writer import EventWriter, TransactionUnavailable, batch_key
+from streams.writer import EventWriter, TransactionUnavailable, batch_key, stop_now
 
 if TYPE_CHECKING:
     from faust.types import EventT
@@ -246,13 +244,10 @@ def attach(p: "Pipeline") -> None:
 
     @p.app.agent(p.customer_inputs, name="customers")
     async def customers(stream: Any) -> None:
-        async for events in take_batches(stream, max_batch, p.settings.batch_wait_ms / 1000):
-            await process(events)
+        try:
+            async for events in take_batches(stream, max_batch,
+                                             p.settings.batch_wait_ms / 1000):
+                await process(events)
+        finally:
+            await p.pending_writes.drain()
 
-
-def stop_now(exc: BaseException) -> NoReturn:
-    """Exit at once, without the orderly stop that would commit acked offsets."""
-    log.critical("stopping the worker: a write failed after retries (%s: %s)",
-                 type(exc).__name__, exc)
-    logging.shutdown()
-    os._exit(70)

@@ -16,11 +16,19 @@ from tests.conftest import worker_settings
 pytestmark = pytest.mark.integration
 
 
+class Message(SimpleNamespace):
+    refcount = 1  # the stream's ack (take_events) is to come
+
+    def incref(self) -> None:
+        self.refcount += 1
+
+
 class Event(SimpleNamespace):
     acked = False
 
     def ack(self) -> None:
-        self.acked = True
+        self.message.refcount -= 1
+        self.acked = self.message.refcount == 0
 
 
 @pytest.mark.asyncio(loop_scope="session")
@@ -35,7 +43,7 @@ async def test_records_arrive_once_and_in_order(broker: str, tmp_path: Path) -> 
     try:
         await producer.create_topic(topic, partitions=settings.partitions, replication=1)
         many, few = BATCH_MIN * 4, 3  # ~200-byte records: about 20 to a 4 KiB batch
-        events = [Event(message=SimpleNamespace(partition=0, offset=i, topic="in"))
+        events = [Event(message=Message(partition=0, offset=i, topic="in"))
                   for i in range(2)]
         async with EventWriter(pipeline, events) as w:
             for i in range(many):
@@ -45,6 +53,11 @@ async def test_records_arrive_once_and_in_order(broker: str, tmp_path: Path) -> 
             for event in events:
                 w.done(event)
             assert not any(event.acked for event in events)
+        # Written in the background: the stream's ack is not the last one.
+        for event in events:
+            event.ack()
+        assert not any(event.acked for event in events)
+        await pipeline.pending_writes.drain()
         assert all(event.acked for event in events)
     finally:
         await producer.stop()

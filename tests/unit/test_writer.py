@@ -1,5 +1,6 @@
 """The batch writer's view of the tables: what later events of a batch read."""
 
+import asyncio
 import json
 from types import SimpleNamespace
 
@@ -10,7 +11,7 @@ from streams.agents.customers import stored_partition
 from streams.app import Pipeline
 from streams.batches import by_key
 from streams.settings import Settings
-from streams.writer import EventWriter
+from streams.writer import EventWriter, PendingWrites
 
 
 @pytest.fixture(scope="module")
@@ -68,3 +69,27 @@ def test_stored_partition_reads_the_state_s_own_field(customer_id: str, partitio
     assert stored_partition(state.model_dump_json().encode()) == partition
     # Faust's earlier JSON encoding (spaces after separators) reads the same.
     assert stored_partition(json.dumps(state.model_dump(mode="json")).encode()) == partition
+
+
+@pytest.mark.asyncio
+async def test_pending_writes_are_kept_per_partition_until_done() -> None:
+    pending = PendingWrites(depth=2)
+    gate = asyncio.Event()
+    first = asyncio.create_task(gate.wait())
+    pending.add(0, first)
+    second = asyncio.create_task(gate.wait())
+    pending.add(0, second)
+    other = asyncio.create_task(asyncio.sleep(0))
+    pending.add(1, other)
+    assert pending.last(0) is second and pending.last(1) is other
+    await other
+    await asyncio.sleep(0)
+    assert pending.last(1) is None
+    await pending.make_room(1)  # nothing in flight there
+    room = asyncio.create_task(pending.make_room(0))  # two in flight: full
+    await asyncio.sleep(0.01)
+    assert not room.done()
+    gate.set()
+    await asyncio.wait_for(room, 1)
+    await asyncio.wait_for(pending.drain(), 1)
+    assert pending.last(0) is None and first.done() and second.done()
