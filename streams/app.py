@@ -5,6 +5,7 @@ the agents themselves, one module per concern.
 """
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -102,6 +103,14 @@ class Pipeline:
         # a redelivered or republished round is then a no-op.
         self.rounds_done = self.app.Table("rounds-done", default=None, partitions=n,
                                           key_type=str)
+
+        @self.app.task
+        async def freeze_startup_objects() -> None:
+            # Runs once the tables are recovered. What is alive by then (modules, Faust's
+            # services) lives as long as the worker: leave it out of the collector's
+            # full passes, which paused the event loop for 50-80 ms (a latency spike).
+            gc.collect()
+            gc.freeze()
 
         @self.app.task
         async def dump_tasks_on_sigusr1() -> None:
