@@ -220,12 +220,23 @@ def attach(p: "Pipeline") -> None:
             await write_batch(ready)
 
     async def write_batch(events: "list[EventT]") -> None:
-        # One writer per source partition, all at once: their partitions, customers and
-        # transactions are disjoint, and each mostly waits on the broker (its acks, or
-        # its transaction's lock during a commit). One after the other, a batch spread
-        # over 8 partitions waited 8 times as long.
-        parts = by_key(events, lambda event: batch_key(p.app, event))
-        await asyncio.gather(*(write_part(part) for part in parts))
+        # One writer per source partition. Those of customer events run all at once:
+        # their partitions, customers and transactions are disjoint, and each mostly
+        # waits on the broker (its acks, or its transaction's lock during a commit); one
+        # after the other, a batch spread over 8 partitions waited 8 times as long.
+        # Rounds run one at a time: they keep the CPU busy anyway, and each holds its
+        # partition's states while it runs.
+        at_once: list[list[EventT]] = []
+        in_turn: list[list[EventT]] = []
+        for part in by_key(events, lambda event: batch_key(p.app, event)):
+            has_round = any(event.message.topic == names.round_triggers for event in part)
+            (in_turn if has_round else at_once).append(part)
+
+        async def one_by_one() -> None:
+            for part in in_turn:
+                await write_part(part)
+
+        await asyncio.gather(one_by_one(), *(write_part(part) for part in at_once))
 
     async def write_part(part: "list[EventT]") -> None:
         try:
