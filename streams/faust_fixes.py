@@ -54,12 +54,17 @@ here (1, 2, 4), three costs (3, 5, 7), and a hang made an error (6).
    read_committed consumers only then, so with 8 partitions a commit took 8 × 3
    round trips of every event's latency. The transactions are independent (one
    producer, transactional id and lock each): the patch ends them concurrently.
+   It also records each commit where Faust's stall detector looks for one: under
+   exactly-once it never did, and after 5 minutes of a backlog the worker logged
+   "Has not committed ... at all since worker start" for every partition, every few
+   seconds, while it was committing.
 """
 
 import asyncio
 import functools
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
@@ -232,6 +237,10 @@ async def _commit_transactions_together(self: Producer, tid_to_offset_map: Any, 
             await producer.commit_transaction()
             if start_new_transaction:
                 await producer.begin_transaction()
+        thread = getattr(self.app.consumer, "_thread", None)
+        if thread is not None:  # AIOKafkaConsumerThread.verify_event_path reads it
+            now = time.monotonic()
+            thread.tp_last_committed_at.update({tp: now for tp in offsets})
 
     # gather: the first error propagates as in the serial original (ProducerFenced makes
     # Faust crash the worker); the other partitions' commits are independent of it.

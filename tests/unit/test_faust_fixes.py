@@ -3,6 +3,7 @@ a static member whose URL changed exits saying why (6); a commit ends its partit
 transactions concurrently (7)."""
 
 import asyncio
+from types import SimpleNamespace
 
 import pytest
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
@@ -136,6 +137,9 @@ class Producers:
     def __init__(self, producers: dict[str, TransactionProducer]) -> None:
         self._transaction_producers = producers
         self._trn_locks = {tid: asyncio.Lock() for tid in producers}
+        self.committed_at: dict[str, float] = {}  # Faust's stall detector reads this
+        thread = SimpleNamespace(tp_last_committed_at=self.committed_at)
+        self.app = SimpleNamespace(consumer=SimpleNamespace(_thread=thread))
 
 
 @pytest.mark.asyncio
@@ -153,6 +157,7 @@ async def test_a_commit_ends_the_partitions_transactions_concurrently() -> None:
     await asyncio.wait_for(commit, 1)
     assert sorted(calls[2:]) == ["app-0 begin", "app-0 commit", "app-1 begin", "app-1 commit"]
     assert calls.index("app-0 commit") < calls.index("app-0 begin")
+    assert set(faust_producer.committed_at) == {"tp0", "tp1"}
 
 
 @pytest.mark.asyncio
@@ -169,4 +174,5 @@ async def test_a_failed_transaction_fails_the_commit_and_releases_its_lock() -> 
     await asyncio.sleep(0)
     assert "app-0 commit" not in calls
     assert "app-1 commit" in calls
+    assert set(faust_producer.committed_at) == {"tp1"}
     assert not any(lock.locked() for lock in faust_producer._trn_locks.values())
