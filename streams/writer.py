@@ -86,6 +86,10 @@ class PendingWrites:
         queue.append(task)
         task.add_done_callback(queue.remove)
 
+    async def wait(self, key: Hashable) -> None:
+        """Wait for the writes of `key` in flight."""
+        await asyncio.gather(*self._queues.get(key, ()), return_exceptions=True)
+
     async def drain(self) -> None:
         """Wait for every write in flight (an agent stopping)."""
         tasks = [task for queue in self._queues.values() for task in queue]
