@@ -235,9 +235,8 @@ def attach(p: "Pipeline") -> None:
         async def one_by_one() -> None:
             for part in in_turn:
                 await write_part(part)
-                # At-least-once: its acks and state are in before the next round starts.
-                # Overlapping them with the next round's sends stalled aiokafka's
-                # producer on Kafka (ready batches never sent, with a producer linger).
+                # At-least-once: its acks and state are in before the next round starts,
+                # so that at most one round's tasks and states wait in memory.
                 await p.pending_writes.wait(part[0].message.partition)
 
         await asyncio.gather(one_by_one(), *(write_part(part) for part in at_once))

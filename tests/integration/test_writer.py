@@ -2,6 +2,7 @@
 whether it went through producer.send() (a few records) or as aiokafka batches (many, and
 more than one batch's worth), and the events are acked only after that."""
 
+import asyncio
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -79,3 +80,34 @@ async def test_records_arrive_once_and_in_order(broker: str, tmp_path: Path) -> 
         await consumer.stop()
     assert got[0] == [f"{i:0200d}".encode() for i in range(many)]
     assert got[1] == [f"few-{i}".encode() for i in range(few)]
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_topics_written_stay_in_the_producers_metadata(broker: str, tmp_path: Path) -> None:
+    # aiokafka refreshes metadata only for the topics its client tracks; a topic known
+    # from an earlier full refresh, written to with an explicit partition, used to drop
+    # out of the next refresh, and its records waited in the producer for ever.
+    settings = worker_settings(broker, tmp_path, processing_guarantee="at_least_once")
+    pipeline = Pipeline(settings)
+    topic = f"{settings.topic_prefix}writer-tracked"
+    producer = pipeline.app.producer
+    await producer.start()
+    try:
+        await producer.create_topic(topic, partitions=settings.partitions, replication=1)
+        client = producer._ensure_producer().client
+        client.set_topics([])
+        await client.force_metadata_update()  # a full refresh: every topic is known
+        assert client.cluster.partitions_for_topic(topic)
+        event = Event(message=Message(partition=0, offset=0, topic="in"))
+        async with EventWriter(pipeline, [event]) as w:
+            await w.send(topic, b"k", b"v", partition=0)
+            w.done(event)
+        client.add_topic(f"{settings.topic_prefix}another")  # now only tracked topics
+        await client.force_metadata_update()
+        assert client.cluster.leader_for_partition(TopicPartition(topic, 0)) is not None
+        await asyncio.wait_for(pipeline.pending_writes.drain(), 10)
+        event.ack()  # the stream's
+        assert event.acked
+    finally:
+        # A record stuck in the producer would make its flush wait for ever.
+        await asyncio.wait_for(producer.stop(), 10)
