@@ -36,7 +36,7 @@ def test_later_events_read_the_batch_s_changes(pipeline: Pipeline) -> None:
     w.done(first)
     assert w.get(table, "new") == b"created"
     assert dict(w.items(table)) == {"old": b"changed", "kept": b"kept", "new": b"created"}
-    # The table itself changes only when the batch's outputs are written.
+    # The table itself changes only when the writer is done (at its exit).
     assert table.data["old"] == b"stored" and "new" not in table.data
 
 
