@@ -1,5 +1,6 @@
 """Patches to faust-streaming 0.15: fixes for its table recovery, each seen losing data
-here (1, 2, 4), three costs (3, 5, 7), and a hang made an error (6).
+here (1, 2, 4), three costs (3, 5, 7), a hang made an error (6), and a stall in
+aiokafka's producer (8).
 
 1. Under exactly-once, recovery takes each changelog's end from
    `last_stable_offset()`, the value seen in the *last fetch*, which is unknown
@@ -58,6 +59,14 @@ here (1, 2, 4), three costs (3, 5, 7), and a hang made an error (6).
    exactly-once it never did, and after 5 minutes of a backlog the worker logged
    "Has not committed ... at all since worker start" for every partition, every few
    seconds, while it was committing.
+
+8. aiokafka's client refreshes metadata only for the topics it tracks, and a send
+   (`_wait_on_metadata`) tracks its topic only if the topic's metadata is missing at
+   that moment. A topic known from a full refresh (the client asks for every topic
+   while it tracks none) then drops out of the next refresh once other topics are
+   tracked: its batches have no leader, and the sender retries the refresh for ever
+   (seen here: a round's tasks stuck in the producer, nothing logged). The patch
+   tracks every topic sent to.
 """
 
 import asyncio
@@ -68,6 +77,7 @@ import time
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
+from aiokafka.client import AIOKafkaClient
 from faust.assignor.client_assignment import ClientMetadata
 from faust.assignor.partition_assignor import PartitionAssignor
 from faust.tables.recovery import Recovery
@@ -248,6 +258,16 @@ async def _commit_transactions_together(self: Producer, tid_to_offset_map: Any, 
                            for tid, offsets in tid_to_offset_map.items()))
 
 
+def _tracking_sent_topics(method: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    async def wrapper(self: AIOKafkaClient, topic: str) -> Any:
+        if topic not in self._topics:
+            self.add_topic(topic)  # a set add (and a refresh, if the topic is new)
+        return await method(self, topic)
+
+    return wrapper
+
+
 def install(fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS) -> None:
     global _INSTALLED, FETCH_MAX_WAIT_MS
     FETCH_MAX_WAIT_MS = fetch_max_wait_ms
@@ -261,6 +281,7 @@ def install(fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS) -> None:
         AIOKafkaConsumerThread._create_worker_consumer)
     AIOKafkaConsumerThread._highwaters = _highwaters
     Producer.commit_transactions = _commit_transactions_together
+    AIOKafkaClient._wait_on_metadata = _tracking_sent_topics(AIOKafkaClient._wait_on_metadata)
     Recovery.on_recovery_completed = _flow_stopped_first(Recovery.on_recovery_completed)
     Recovery._resume_streams = _flow_stopped_first(Recovery._resume_streams)
     _INSTALLED = True

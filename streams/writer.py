@@ -169,17 +169,9 @@ class EventWriter:
     async def _append(self, topic: str, key: bytes | None, value: bytes, partition: int | None,
                       headers: list[tuple[str, bytes]] | None) -> None:
         producer = self._producer
-        client = producer.client
-        if topic not in client._topics:
-            # aiokafka's client refreshes metadata only for the topics it tracks, and
-            # send() tracks a topic only if its metadata is missing at that moment. A
-            # topic known from an earlier full refresh then drops out of the next one:
-            # its batches have no leader, and the sender retries the refresh for ever
-            # (seen here: a round's tasks stuck in the producer, nothing logged).
-            client.add_topic(topic)
         if partition is None:
             # What producer.send() does: the default partitioner, on fresh metadata.
-            await client._wait_on_metadata(topic)
+            await producer.client._wait_on_metadata(topic)
             partition = producer._partition(topic, None, key, value, key, value)
         tp = (topic, partition)
         if tp in self._batches:

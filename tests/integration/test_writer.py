@@ -85,8 +85,8 @@ async def test_records_arrive_once_and_in_order(broker: str, tmp_path: Path) -> 
 @pytest.mark.asyncio(loop_scope="session")
 async def test_topics_written_stay_in_the_producers_metadata(broker: str, tmp_path: Path) -> None:
     # aiokafka refreshes metadata only for the topics its client tracks; a topic known
-    # from an earlier full refresh, written to with an explicit partition, used to drop
-    # out of the next refresh, and its records waited in the producer for ever.
+    # from an earlier full refresh used to drop out of the next one, and its records
+    # waited in the producer for ever (faust_fixes, item 8).
     settings = worker_settings(broker, tmp_path, processing_guarantee="at_least_once")
     pipeline = Pipeline(settings)
     topic = f"{settings.topic_prefix}writer-tracked"
