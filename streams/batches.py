@@ -50,6 +50,16 @@ def set_aside(app: Any, message: Any) -> None:
         app.consumer._unacked_messages.discard(message)
 
 
+def take_back(app: Any, message: Any) -> None:
+    """Undo `set_aside`: `message` is to be processed now, and acked by its writer.
+    take_events' ack has passed it by, so the writer's is the only one to come and
+    must be the last (streams.writer: incref)."""
+    with ack_lock:
+        message.acked = False
+        message.refcount = 0
+        app.consumer._unacked_messages.add(message)
+
+
 def by_key(events: "Sequence[EventT]", key: "Callable[[EventT], Hashable]"
            ) -> "list[list[EventT]]":
     """`events` split by `key`, each part in the order it arrived."""

@@ -20,9 +20,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from faust.types import TP
-from faust.types.tuples import ack_lock
 
-from streams.batches import set_aside
+from streams.batches import set_aside, take_back
 
 if TYPE_CHECKING:
     from faust.types import EventT
@@ -82,12 +81,7 @@ class RoundBarrier:
             if event.message.generation_id != generation:
                 continue
             if not self._behind(barrier):
-                with ack_lock:
-                    event.message.acked = False
-                    # take_events' ack has passed it by: the writer's is the only one
-                    # to come, and must be the last (streams.writer: incref).
-                    event.message.refcount = 0
-                    self.app.consumer._unacked_messages.add(event.message)
+                take_back(self.app, event.message)
                 ready.append(event)
             else:
                 still.append((event, barrier))
