@@ -3,7 +3,9 @@ whether it went through producer.send() (a few records) or as aiokafka batches (
 more than one batch's worth), and the events are acked only after that."""
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -11,6 +13,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.app import Pipeline
+from streams.settings import Settings
 from streams.writer import BATCH_MIN, EventWriter
 from tests.conftest import worker_settings
 
@@ -32,17 +35,27 @@ class Event(SimpleNamespace):
         self.acked = self.message.refcount == 0
 
 
+@contextlib.asynccontextmanager
+async def started(settings: Settings, topic: str) -> AsyncIterator[Pipeline]:
+    """A pipeline with its producer started, and `topic` created."""
+    pipeline = Pipeline(settings)
+    producer = pipeline.app.producer
+    await producer.start()
+    try:
+        await producer.create_topic(topic, partitions=settings.partitions, replication=1)
+        yield pipeline
+    finally:
+        # A record stuck in the producer would make its flush wait for ever.
+        await asyncio.wait_for(producer.stop(), 10)
+
+
 @pytest.mark.asyncio(loop_scope="session")
 async def test_records_arrive_once_and_in_order(broker: str, tmp_path: Path) -> None:
     # Small producer batches, so the many-record partition fills more than one.
     settings = worker_settings(broker, tmp_path, processing_guarantee="at_least_once",
                                producer_batch_bytes=4096)
-    pipeline = Pipeline(settings)
     topic = f"{settings.topic_prefix}writer-out"
-    producer = pipeline.app.producer
-    await producer.start()
-    try:
-        await producer.create_topic(topic, partitions=settings.partitions, replication=1)
+    async with started(settings, topic) as pipeline:
         many, few = BATCH_MIN * 4, 3  # ~200-byte records: about 20 to a 4 KiB batch
         events = [Event(message=Message(partition=0, offset=i, topic="in"))
                   for i in range(2)]
@@ -60,8 +73,6 @@ async def test_records_arrive_once_and_in_order(broker: str, tmp_path: Path) -> 
         assert not any(event.acked for event in events)
         await pipeline.pending_writes.drain()
         assert all(event.acked for event in events)
-    finally:
-        await producer.stop()
 
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap,
                                 group_id=f"writer-{uuid.uuid4().hex[:6]}",
@@ -88,13 +99,9 @@ async def test_topics_written_stay_in_the_producers_metadata(broker: str, tmp_pa
     # from an earlier full refresh used to drop out of the next one, and its records
     # waited in the producer for ever (faust_fixes, item 8).
     settings = worker_settings(broker, tmp_path, processing_guarantee="at_least_once")
-    pipeline = Pipeline(settings)
     topic = f"{settings.topic_prefix}writer-tracked"
-    producer = pipeline.app.producer
-    await producer.start()
-    try:
-        await producer.create_topic(topic, partitions=settings.partitions, replication=1)
-        client = producer._ensure_producer().client
+    async with started(settings, topic) as pipeline:
+        client = pipeline.app.producer._ensure_producer().client
         client.set_topics([])
         await client.force_metadata_update()  # a full refresh: every topic is known
         assert client.cluster.partitions_for_topic(topic)
@@ -108,6 +115,3 @@ async def test_topics_written_stay_in_the_producers_metadata(broker: str, tmp_pa
         await asyncio.wait_for(pipeline.pending_writes.drain(), 10)
         event.ack()  # the stream's
         assert event.acked
-    finally:
-        # A record stuck in the producer would make its flush wait for ever.
-        await asyncio.wait_for(producer.stop(), 10)
