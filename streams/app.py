@@ -18,6 +18,7 @@ from aiokafka.partitioner import murmur2
 
 from streams import faust_fixes, web
 from streams.metrics import Metrics
+from streams.rounds import RoundPool
 from streams.settings import Settings
 from streams.topics import TopicNames
 from streams.writer import PendingWrites
@@ -60,6 +61,7 @@ class Pipeline:
         # reports them (see EventWriter.send: keyed_here).
         self.topic_sizes: dict[str, int] = {}
         self.pending_writes = PendingWrites()  # at-least-once: see streams.writer
+        self.rounds = RoundPool(self.program, settings.round_processes, settings.round_pool_min)
         self.app = faust.App(
             settings.application_id,
             broker=settings.broker,

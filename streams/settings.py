@@ -48,6 +48,10 @@ class Settings:
     # Unset: 100 ms under exactly-once, 2800 ms (Faust's default) under at-least-once,
     # as Kafka Streams does (100 ms and 30 s).
     commit_interval_ms: float | None = None
+    # Processes that compute large rounds (streams/rounds.py), for rounds over at least
+    # round_pool_min customers of a partition; 0: every round in the worker process.
+    round_processes: int = 1
+    round_pool_min: int = 2000
     log_level: str = "info"
     log_format: str = "json"  # json | text
     # Lookup API: bearer token (WAIVER_API_TOKEN); this worker's URL for the others.

@@ -4,22 +4,26 @@ customers of one partition, applied in order to the customer table."""
 import asyncio
 import json
 import re
+from collections import Counter
+from contextlib import aclosing
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel
 
-from rules.customer import Effects, on_application, on_cancellation, on_round
+from rules.customer import on_application, on_cancellation
 from rules.delivery import UnknownNotification, on_receipt
-from rules.rewards import on_choice, on_reward_notice, on_subscriber
+from rules.rewards import on_choice, on_subscriber
 from schemas.events import Application, Cancellation, DeliveryReceipt, RewardChoice, Subscriber
 from schemas.state import CustomerState
 from streams.agents.dead_letters import to_dead_letter
 from streams.app import log, utcnow
 from streams.batches import by_key, take_batches
 from streams.codec import BadMessage, parse
+from streams.encoded import Counts, Encoded, encode_effects, total
 from streams.round_barrier import RoundBarrier
+from streams.rounds import Round
 from streams.writer import EventWriter, TransactionUnavailable, batch_key, stop_now
 
 if TYPE_CHECKING:
@@ -42,10 +46,6 @@ class RoundTrigger(BaseModel):
     def label(self) -> str:
         """Its key in the rounds-done table: "1", "2", "3" or "reward_notice"."""
         return str(self.round) if self.kind == "guidance_round" else self.kind
-
-
-def encode(model: BaseModel) -> bytes:
-    return model.__pydantic_serializer__.to_json(model)
 
 
 # A stored state begins with its customer_id and partition (the model's field order;
@@ -74,35 +74,21 @@ def attach(p: "Pipeline") -> None:
     barrier = RoundBarrier(p.app, [t for t in names.customer_inputs()
                                    if t != names.round_triggers])
 
-    async def emit(w: EventWriter, topic: str, record: Any) -> None:
-        """An output record, keyed by its customer (of the batch's partition)."""
-        await w.send(topic, record.customer_id.encode(), encode(record), keyed_here=True)
+    outputs = {attr: getattr(names, attr) for attr in (
+        "decisions", "refunds", "sms", "email", "rewards", "reward_choice_results")}
 
-    async def write(w: EventWriter, effects: Effects) -> None:
-        for decision in effects.decisions:
-            metrics.decisions.labels(decision.reason).inc()
-            await emit(w, names.decisions, decision)
-        for refund in effects.refunds:
-            metrics.refunds.labels(refund.status, str(refund.payout_date or refund.reason)).inc()
-            await emit(w, names.refunds, refund)
-        for task in effects.notifications:
-            metrics.notifications.labels(str(task.round), task.channel).inc()
-            delivery = effects.state.deliveries.get(task.notification_id)
-            if delivery is not None and delivery.fallback_for:
-                metrics.fallbacks.labels(str(task.round), task.channel).inc()
-            topic = names.sms if task.channel == "sms" else names.email
-            await emit(w, topic, task)
-        for round_no in effects.unreachable_rounds:
-            metrics.unreachable.labels(str(round_no)).inc()
-        for grant in effects.grants:
-            metrics.rewards.labels(grant.reward).inc()
-            await emit(w, names.rewards, grant)
-        for result in effects.choices:
-            await emit(w, names.reward_choice_results, result)
-        for round_no in effects.final_failures:
-            metrics.delivery_failures.labels(str(round_no)).inc()
-        if effects.changed:
-            w.put(table, effects.state.customer_id, encode(effects.state))
+    async def write(w: EventWriter, encoded: Encoded) -> None:
+        """A customer's output records (keyed by the customer, of the batch's partition)
+        and new state."""
+        key = encoded.customer_id.encode()
+        for output, value in encoded.records:
+            await w.send(outputs[output], key, value, keyed_here=True)
+        if encoded.state is not None:
+            w.put(table, encoded.customer_id, encoded.state)
+
+    def count(counts: Counts) -> None:
+        for (metric, labels), n in counts.items():
+            getattr(metrics, metric).labels(*labels).inc(n)
 
     async def on_customer_event(w: EventWriter, event: "EventT", source: str) -> None:
         msg = event.message
@@ -139,7 +125,9 @@ def attach(p: "Pipeline") -> None:
             effects = on_choice(state, parsed, msg.partition, p.program, utcnow())
         else:
             effects = on_application(state, parsed, msg.partition, p.program)
-        await write(w, effects)
+        counts: Counts = Counter()
+        await write(w, encode_effects(effects, counts))
+        count(counts)
 
     async def on_round_trigger(w: EventWriter, event: "EventT") -> None:
         msg = event.message
@@ -154,25 +142,21 @@ def attach(p: "Pipeline") -> None:
             return
         states = [value for _, value in w.items(table)
                   if value is not None and stored_partition(value) == partition]
-        now = utcnow()
+        job = Round(trigger.kind, trigger.round, trigger.at, now=utcnow())
         sent = unreachable = 0
-        for stored in states:
-            state = load(stored)
-            assert state is not None
-            if trigger.kind == "reward_notice":
-                effects = on_reward_notice(state, trigger.at, p.program, now)
-            else:
-                assert trigger.round is not None
-                effects = on_round(state, trigger.round, trigger.at, p.program, now)
-            sent += len(effects.notifications)
-            unreachable += len(effects.unreachable_rounds)
-            await write(w, effects)
+        async with aclosing(p.rounds.chunks(states, job)) as chunks:
+            async for encoded, counts in chunks:
+                for customer in encoded:
+                    await write(w, customer)
+                count(counts)
+                sent += total(counts, "notifications")
+                unreachable += total(counts, "unreachable")
         log.info("round %s partition %d: %d tasks, %d unreachable, %d customers",
                  trigger.label, partition, sent, unreachable, len(states))
         done[trigger.label] = {"event_id": trigger.event_id,
                                "at": trigger.at.isoformat(), "sent": sent,
                                "unreachable": unreachable,
-                               "completed_at": now.isoformat()}
+                               "completed_at": job.now.isoformat()}
         w.put(p.rounds_done, str(partition), done)
         await progress(w, trigger, partition, customers=len(states), sent=sent,
                        unreachable=unreachable, repeat=False)
@@ -264,4 +248,5 @@ def attach(p: "Pipeline") -> None:
                 await process(events)
         finally:
             await p.pending_writes.drain()
+            p.rounds.close()
 

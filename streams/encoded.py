@@ -1,0 +1,56 @@
+"""What a rule's Effects write, as bytes: the output records, the customer's new state
+and the metric counts. Encoding is, with the rule itself, most of a round's CPU, and
+bytes cross to a pool process and back cheaply (streams/rounds.py)."""
+
+from collections import Counter
+from typing import NamedTuple
+
+from pydantic import BaseModel
+
+from rules.customer import Effects
+
+# (name of a Metrics counter, its label values) -> increment
+Counts = Counter[tuple[str, tuple[str, ...]]]
+
+
+class Encoded(NamedTuple):
+    customer_id: str
+    records: list[tuple[str, bytes]]  # (output: a TopicNames attribute, JSON value)
+    state: bytes | None  # the new state; None when unchanged
+
+
+def encode(model: BaseModel) -> bytes:
+    return model.__pydantic_serializer__.to_json(model)
+
+
+def encode_effects(effects: Effects, counts: Counts) -> Encoded:
+    """The records in the order they are sent; the metric increments go to `counts`."""
+    records: list[tuple[str, bytes]] = []
+    for decision in effects.decisions:
+        counts["decisions", (decision.reason,)] += 1
+        records.append(("decisions", encode(decision)))
+    for refund in effects.refunds:
+        counts["refunds", (refund.status, str(refund.payout_date or refund.reason))] += 1
+        records.append(("refunds", encode(refund)))
+    for task in effects.notifications:
+        labels = (str(task.round), task.channel)
+        counts["notifications", labels] += 1
+        delivery = effects.state.deliveries.get(task.notification_id)
+        if delivery is not None and delivery.fallback_for:
+            counts["fallbacks", labels] += 1
+        records.append(("sms" if task.channel == "sms" else "email", encode(task)))
+    for round_no in effects.unreachable_rounds:
+        counts["unreachable", (str(round_no),)] += 1
+    for grant in effects.grants:
+        counts["rewards", (grant.reward,)] += 1
+        records.append(("rewards", encode(grant)))
+    for result in effects.choices:
+        records.append(("reward_choice_results", encode(result)))
+    for round_no in effects.final_failures:
+        counts["delivery_failures", (str(round_no),)] += 1
+    state = encode(effects.state) if effects.changed else None
+    return Encoded(effects.state.customer_id, records, state)
+
+
+def total(counts: Counts, metric: str) -> int:
+    return sum(n for (name, _), n in counts.items() if name == metric)

@@ -1,0 +1,148 @@
+"""A guidance round (or the reward notice) over the customers of one partition.
+
+A round is CPU only: per customer, parse the stored state, apply the rule, encode the
+task and the new state (about 90 µs). One Python process runs on one core, so a large
+round is cut into chunks that pool processes compute while the event loop sends the
+chunks already done, in order. A small round is computed in the worker itself: the
+trip through the pool would cost more than it saves.
+"""
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import threading
+from collections import Counter, deque
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from datetime import datetime
+
+from rules.customer import on_round
+from rules.program import Program
+from rules.rewards import on_reward_notice
+from schemas.state import CustomerState
+from streams.encoded import Counts, Encoded, encode_effects
+
+CHUNK = 1000  # customers per pool call: ~1 MB of states each way
+
+log = logging.getLogger("waiver")
+
+
+@dataclass(frozen=True)
+class Round:
+    """What a round trigger asks of each customer of its partition."""
+
+    kind: str  # "guidance_round" or "reward_notice"
+    round: int | None
+    at: datetime
+    now: datetime
+
+
+def apply_round(states: Sequence[bytes], job: Round, program: Program
+                ) -> tuple[list[Encoded], Counts]:
+    """The round for these stored states: the customers it changes or writes for."""
+    counts: Counts = Counter()
+    out: list[Encoded] = []
+    for stored in states:
+        state = CustomerState.model_validate_json(stored)
+        if job.kind == "reward_notice":
+            effects = on_reward_notice(state, job.at, program, job.now)
+        else:
+            assert job.round is not None
+            effects = on_round(state, job.round, job.at, program, job.now)
+        encoded = encode_effects(effects, counts)
+        if encoded.records or encoded.state is not None:
+            out.append(encoded)
+    return out, counts
+
+
+_program: Program | None = None  # in a pool process
+
+
+def _start_in_pool(program: Program) -> None:
+    global _program
+    _program = program
+    # A pool process blocks on its queue, which it holds both ends of: when the worker
+    # is killed it would wait for ever. It exits with the worker instead.
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+
+
+def _exit_with(parent: multiprocessing.process.BaseProcess) -> None:
+    parent.join()
+    os._exit(1)
+
+
+def _apply_in_pool(states: Sequence[bytes], job: Round) -> tuple[list[Encoded], Counts]:
+    assert _program is not None
+    return apply_round(states, job, _program)
+
+
+class RoundPool:
+    """Rounds of `min_customers` or more computed by `processes` pool processes, started
+    at the first such round. With 0 processes every round runs in the worker."""
+
+    def __init__(self, program: Program, processes: int, min_customers: int,
+                 chunk: int = CHUNK) -> None:
+        self.program = program
+        self.processes = processes
+        self.min_customers = min_customers
+        self.chunk = chunk
+        self._executor: ProcessPoolExecutor | None = None
+
+    async def chunks(self, states: Sequence[bytes], job: Round
+                     ) -> AsyncIterator[tuple[list[Encoded], Counts]]:
+        """The round over `states`, chunk by chunk, in their order."""
+        pieces = [states[i:i + self.chunk] for i in range(0, len(states), self.chunk)]
+        if self.processes <= 0 or len(states) < self.min_customers:
+            for piece in pieces:
+                yield apply_round(piece, job, self.program)
+            return
+        loop = asyncio.get_running_loop()
+        executor = self._started()
+        todo = deque(pieces)
+        # Two chunks per process in flight: each process has the next one queued while
+        # the event loop sends the last one's records.
+        window: deque[tuple[Sequence[bytes], asyncio.Future]] = deque()
+        try:
+            while todo or window:
+                while todo and len(window) < 2 * self.processes:
+                    piece = todo.popleft()
+                    window.append((piece, loop.run_in_executor(
+                        executor, _apply_in_pool, piece, job)))
+                piece, future = window.popleft()
+                try:
+                    yield await future
+                except BrokenProcessPool as exc:
+                    # A pool process died (killed, out of memory): finish here, and the
+                    # next round starts a new pool.
+                    log.warning("round pool broken (%s): the rest of this round runs in "
+                                "the worker", exc)
+                    self.close()
+                    yield apply_round(piece, job, self.program)
+                    for piece, _ in window:
+                        yield apply_round(piece, job, self.program)
+                    for piece in todo:
+                        yield apply_round(piece, job, self.program)
+                    return
+        finally:
+            for _, future in window:
+                future.cancel()
+
+    def _started(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            # spawn, not fork: the worker has threads (aiokafka's consumer), and a fork
+            # copies their locks in whatever state they are.
+            self._executor = ProcessPoolExecutor(
+                self.processes, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_in_pool, initargs=(self.program,))
+            log.info("round pool: %d processes", self.processes)
+        return self._executor
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
