@@ -100,16 +100,29 @@ def _cpu_of_stat(path: str) -> float:
 
 
 def cpu_times(pid: int | None, threads: bool = True) -> dict[str, float]:
-    """CPU seconds of a process: in all, and of its main thread (the event loop)."""
+    """CPU seconds of a process: in all, of its main thread (the event loop), and of its
+    live child processes (a worker's round pool)."""
     if pid is None:
         return {}
     try:
         times = {"total": _cpu_of_stat(f"/proc/{pid}/stat")}
         if threads:
             times["main_thread"] = _cpu_of_stat(f"/proc/{pid}/task/{pid}/stat")
+            times["pool_processes"] = 0.0
+            for child in child_pids(pid):
+                with contextlib.suppress(OSError):
+                    times["pool_processes"] += _cpu_of_stat(f"/proc/{child}/stat")
     except OSError:
         return {}
     return times
+
+
+def child_pids(pid: int) -> list[int]:
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
+    return found
 
 
 def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
@@ -118,19 +131,13 @@ def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, fl
 
 def tansu_pid(port: str) -> int | None:
     """The embedded broker is our child: find it by its listener port."""
-    me = os.getpid()
-    for task in os.listdir(f"/proc/{me}/task"):
+    for child in child_pids(os.getpid()):
         try:
-            children = Path(f"/proc/{me}/task/{task}/children").read_text().split()
+            cmd = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
         except OSError:
             continue
-        for child in children:
-            try:
-                cmd = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
-            except OSError:
-                continue
-            if b"broker" in cmd and f":{port}".encode() in cmd:
-                return int(child)
+        if b"broker" in cmd and f":{port}".encode() in cmd:
+            return child
     return None
 
 
@@ -488,6 +495,8 @@ async def phases(args: argparse.Namespace, bootstrap: str, broker_pid: int | Non
         "idle_rss_bytes": idle_rss,
         "rss_after_fanout_bytes": status["VmRSS"],
         "bytes_per_customer_from_rss_after_fanout": round((status["VmRSS"] - idle_rss) / n, 1),
+        # The round pool's processes (streams/rounds.py), each: what a round adds.
+        "pool_peak_rss_bytes": [proc_status(child)["VmHWM"] for child in child_pids(worker.pid)],
     }
 
     step("fan-out baseline: raw aiokafka producing N pre-rendered records")

@@ -7,6 +7,7 @@ the agents themselves, one module per concern.
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 from collections import deque
@@ -61,7 +62,9 @@ class Pipeline:
         # reports them (see EventWriter.send: keyed_here).
         self.topic_sizes: dict[str, int] = {}
         self.pending_writes = PendingWrites()  # at-least-once: see streams.writer
-        self.rounds = RoundPool(self.program, settings.round_processes, settings.round_pool_min)
+        processes = settings.round_processes
+        self.rounds = RoundPool(self.program, (os.cpu_count() or 1) if processes is None
+                                else processes, settings.round_pool_min)
         self.app = faust.App(
             settings.application_id,
             broker=settings.broker,

@@ -49,8 +49,9 @@ class Settings:
     # as Kafka Streams does (100 ms and 30 s).
     commit_interval_ms: float | None = None
     # Processes that compute large rounds (streams/rounds.py), for rounds over at least
-    # round_pool_min customers of a partition; 0: every round in the worker process.
-    round_processes: int = 1
+    # round_pool_min customers of a partition. Unset: one per CPU; 0: every round in
+    # the worker process.
+    round_processes: int | None = None
     round_pool_min: int = 2000
     log_level: str = "info"
     log_format: str = "json"  # json | text
