@@ -57,6 +57,9 @@ def worker_settings(broker: str, folder: Path, **overrides: Any) -> Settings:
         "log_level": "info",
         "processing_guarantee": GUARANTEE,
         "api_token": API_TOKEN,
+        # Every round through a pool process, as large rounds run in production.
+        "round_processes": 1,
+        "round_pool_min": 1,
     }
     values.update(overrides)
     return Settings(**values)
