@@ -7,7 +7,6 @@ the agents themselves, one module per concern.
 import asyncio
 import gc
 import logging
-import os
 import signal
 import sys
 from collections import deque
@@ -19,7 +18,7 @@ from aiokafka.partitioner import murmur2
 
 from streams import faust_fixes, web
 from streams.metrics import Metrics
-from streams.rounds import RoundPool
+from streams.rounds import RoundPool, available_cpus
 from streams.settings import Settings
 from streams.topics import TopicNames
 from streams.writer import PendingWrites
@@ -63,7 +62,7 @@ class Pipeline:
         self.topic_sizes: dict[str, int] = {}
         self.pending_writes = PendingWrites()  # at-least-once: see streams.writer
         processes = settings.round_processes
-        self.rounds = RoundPool(self.program, (os.cpu_count() or 1) if processes is None
+        self.rounds = RoundPool(self.program, available_cpus() if processes is None
                                 else processes, settings.round_pool_min)
         self.app = faust.App(
             settings.application_id,

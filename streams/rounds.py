@@ -8,7 +8,9 @@ trip through the pool would cost more than it saves.
 """
 
 import asyncio
+import contextlib
 import logging
+import math
 import multiprocessing
 import os
 import threading
@@ -18,6 +20,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from rules.customer import on_round
 from rules.program import Program
@@ -26,6 +29,7 @@ from schemas.state import CustomerState
 from streams.encoded import Counts, Encoded, encode_effects
 
 CHUNK = 1000  # customers per pool call: ~1 MB of states each way
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 
 log = logging.getLogger("waiver")
 
@@ -56,6 +60,18 @@ def apply_round(states: Sequence[bytes], job: Round, program: Program
         if encoded.records or encoded.state is not None:
             out.append(encoded)
     return out, counts
+
+
+def available_cpus(cpu_max: Path = CGROUP_CPU_MAX) -> int:
+    """The CPUs this process may use: its affinity, capped by a cgroup v2 CPU quota
+    (a container's `cpus` limit, which os.cpu_count() does not see)."""
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+        else os.cpu_count() or 1
+    with contextlib.suppress(OSError, ValueError):
+        quota, period = cpu_max.read_text().split()
+        if quota != "max":
+            count = min(count, max(1, math.ceil(int(quota) / int(period))))
+    return count
 
 
 _program: Program | None = None  # in a pool process

@@ -16,7 +16,7 @@ from rules.program import load_program
 from schemas.outputs import Notification
 from schemas.state import CustomerState
 from streams.encoded import encode
-from streams.rounds import Round, RoundPool, apply_round
+from streams.rounds import Round, RoundPool, apply_round, available_cpus
 from tests.factories import cancellation
 
 PROGRAM = load_program()
@@ -147,3 +147,15 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+@pytest.mark.parametrize(("cpu_max", "limit"), [
+    ("max 100000\n", None), ("200000 100000\n", 2), ("150000 100000\n", 2),
+    ("50000 100000\n", 1), (None, None)])
+def test_pool_size_follows_a_container_cpu_limit(tmp_path: Path, cpu_max: str | None,
+                                                 limit: int | None) -> None:
+    path = tmp_path / "cpu.max"
+    if cpu_max is not None:
+        path.write_text(cpu_max)
+    cpus = len(os.sched_getaffinity(0))
+    assert available_cpus(path) == (cpus if limit is None else min(cpus, limit))
