@@ -58,7 +58,7 @@ def apply_round(states: Sequence[bytes], job: Round, program: Program
             assert job.round is not None
             effects = on_round(state, job.round, job.at, program, job.now)
         encoded = encode_effects(effects, counts)
-        if encoded.records or encoded.state is not None:
+        if encoded[1] or encoded[2] is not None:
             out.append(encoded)
     return out, counts
 

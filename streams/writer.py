@@ -100,6 +100,12 @@ class TransactionUnavailable(KafkaError):
     """The events' transaction is gone (their partition was revoked): reprocess later."""
 
 
+def store_dict(table: "TableT") -> dict[Any, Any]:
+    """The memory store's own dict: its mapping interface costs a few µs per item."""
+    store = table.data
+    return getattr(store, "data", store)
+
+
 def batch_key(app: Any, event: "EventT") -> tuple[str, int]:
     """Events with the same key may share one writer: same transaction, same partition."""
     msg = event.message
@@ -216,15 +222,18 @@ class EventWriter:
                 return entry[1]
         return table.get(key)
 
-    def items(self, table: "TableT") -> Iterator[tuple[str, Any]]:
-        """`table.items()`, as this batch has changed it so far."""
+    def changes(self, table: "TableT") -> dict[str, Any]:
+        """This batch's changes to `table` so far, by key."""
         changed = {key: value for (name, key), (_, value) in self._staged.items()
                    if name == table.name}
         changed.update((key, value) for (name, key), (_, value) in self._current.items()
                        if name == table.name)
-        store = table.data
-        # The memory store's own dict: its mapping interface costs a few µs per item.
-        for key, value in getattr(store, "data", store).items():
+        return changed
+
+    def items(self, table: "TableT") -> Iterator[tuple[str, Any]]:
+        """`table.items()`, as this batch has changed it so far."""
+        changed = self.changes(table)
+        for key, value in store_dict(table).items():
             yield key, changed.pop(key, value)
         yield from changed.items()
 

@@ -60,8 +60,8 @@ async def test_pool_chunks_equal_the_worker_s_own() -> None:
     assert here[0] == apply_round(states[:8], ROUND_1, PROGRAM)
     customers = [customer for encoded, _ in here for customer in encoded]
     # Every reachable eligible customer but the one already sent gets one task.
-    records = [(output, Notification.model_validate_json(value)) for c in customers
-               for output, value in c.records]
+    records = [(output, Notification.model_validate_json(value))
+               for _, sent, _ in customers for output, value in sent]
     tasks = [task for _, task in records]
     eligible = [i for i in range(50) if i % 7 != 6]
     expected = [f"C{i:05d}" for i in eligible if i % 3 != 2 and i != 4]
@@ -73,8 +73,8 @@ async def test_pool_chunks_equal_the_worker_s_own() -> None:
     assert counts["unreachable", ("1",)] == len([i for i in eligible if i % 3 == 2])
     assert counts["notifications", ("1", "sms")] + counts["notifications", ("1", "email")] \
         == len(expected)
-    for customer in customers:
-        state = CustomerState.model_validate_json(customer.state)
+    for _, _, stored in customers:
+        state = CustomerState.model_validate_json(stored)
         assert 1 in state.rounds_sent or 1 in state.unreachable_rounds
 
 
