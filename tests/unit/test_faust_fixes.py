@@ -1,13 +1,17 @@
 """Patches to Faust: the fetcher's eager delivery (5) gives Service.wait_first's results;
 a static member whose URL changed exits saying why (6); a commit ends its partitions'
-transactions concurrently (7)."""
+transactions concurrently (7); paused changelogs are paused in aiokafka too (9)."""
 
 import asyncio
+import threading
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from faust.assignor.client_assignment import ClientAssignment, ClientMetadata
+from faust.types import TP
 from mode import Service
 
 from streams import faust_fixes
@@ -176,3 +180,38 @@ async def test_a_failed_transaction_fails_the_commit_and_releases_its_lock() -> 
     assert "app-1 commit" in calls
     assert set(faust_producer.committed_at) == {"tp1"}
     assert not any(lock.locked() for lock in faust_producer._trn_locks.values())
+
+
+def run_once(loop: asyncio.AbstractEventLoop) -> None:
+    """Let a (consumer thread's) loop run what was scheduled on it, in a thread."""
+    thread = threading.Thread(target=loop.run_until_complete, args=(asyncio.sleep(0),))
+    thread.start()
+    thread.join()
+
+
+@pytest.mark.asyncio
+async def test_paused_changelogs_are_paused_in_aiokafka_too() -> None:
+    pipeline = Pipeline(Settings(topic_prefix="pausing."))
+    consumer: Any = pipeline.app.consumer
+    changelog = TP(pipeline.customers.changelog_topic.get_topic_name(), 3)
+    stream = TP(pipeline.names.cancellations, 3)
+    inner = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:9")  # never started
+    inner.assign([TopicPartition(*changelog), TopicPartition(*stream)])
+    consumer._thread._consumer = inner
+    loop = consumer._thread.thread_loop
+    try:
+        consumer.pause_partitions([changelog, stream])
+        run_once(loop)
+        # A paused changelog is no longer fetched; stream partitions keep Faust's pause
+        # (the stream's flow control), which stops delivery, not fetching.
+        assert inner.paused() == {changelog}
+        assert changelog in consumer._paused_partitions and stream in consumer._paused_partitions
+        consumer.resume_partitions([changelog])
+        run_once(loop)
+        assert inner.paused() == set()
+        consumer.pause_partitions([TP(changelog.topic, 5)])  # not assigned here: ignored
+        run_once(loop)
+        assert inner.paused() == set()
+    finally:
+        loop.close()
+        await inner.stop()
