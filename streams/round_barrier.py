@@ -52,25 +52,34 @@ class RoundBarrier:
     def _behind(self, barrier: Mapping[Any, int]) -> int:
         return behind(barrier, self.processed, self.app.consumer._committed_offset)
 
-    async def admit(self, event: "EventT") -> bool:
-        """True: run the trigger now. False: it is held (see `released`)."""
-        partition = event.message.partition
+    async def admit(self, triggers: "list[EventT]") -> "list[EventT]":
+        """The triggers to run now; the others are held (see `released`). One request
+        for the end offsets of all their partitions: on Apache Kafka each waits behind
+        the consumer's fetch in flight (up to its fetch wait), and a round's 8 triggers
+        asked one by one took up to 0.9 s."""
+        if not triggers:
+            return []
         try:
-            ends = await self.app.consumer.highwaters(*(TP(t, partition) for t in self.topics))
-        except Exception as exc:  # no end offsets (broker trouble): run it, as before
-            log.warning("round trigger runs without waiting: end offsets unknown (%s: %s)",
+            ends = await self.app.consumer.highwaters(*(
+                TP(t, event.message.partition) for event in triggers for t in self.topics))
+        except Exception as exc:  # no end offsets (broker trouble): run them, as before
+            log.warning("round triggers run without waiting: end offsets unknown (%s: %s)",
                         type(exc).__name__, exc)
-            return True
-        barrier = {tp: end for tp, end in ends.items() if end}
-        waiting = self._behind(barrier)
-        if not waiting:
-            return True
-        msg = event.message
-        set_aside(self.app, msg)
-        self.held.append((event, barrier))
-        log.info("round trigger %s[%d]@%d waits for up to %d customer events of its "
-                 "partition read after it", msg.topic, partition, msg.offset, waiting)
-        return False
+            return list(triggers)
+        admitted = []
+        for event in triggers:
+            msg = event.message
+            barrier = {tp: end for tp, end in ends.items()
+                       if end and tp.partition == msg.partition}
+            waiting = self._behind(barrier)
+            if not waiting:
+                admitted.append(event)
+                continue
+            set_aside(self.app, msg)
+            self.held.append((event, barrier))
+            log.info("round trigger %s[%d]@%d waits for up to %d customer events of its "
+                     "partition read after it", msg.topic, msg.partition, msg.offset, waiting)
+        return admitted
 
     def released(self) -> "list[EventT]":
         """The held triggers whose partition has caught up, ready to run (and be acked).

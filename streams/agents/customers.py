@@ -225,8 +225,10 @@ def attach(p: "Pipeline") -> None:
 
     async def process(events: "list[EventT]") -> None:
         # A round trigger runs once the customer events before it are in (round_barrier).
-        admitted = [event for event in events if event.message.topic != names.round_triggers
-                    or await barrier.admit(event)]
+        triggers = [event for event in events if event.message.topic == names.round_triggers]
+        run_now = {id(event) for event in await barrier.admit(triggers)}
+        admitted = [event for event in events
+                    if event.message.topic != names.round_triggers or id(event) in run_now]
         await write_batch(admitted)
         while ready := barrier.released():
             await write_batch(ready)

@@ -27,9 +27,9 @@ class Message(SimpleNamespace):
         return id(self)
 
 
-def event(topic: str, offset: int, generation: int = 1) -> SimpleNamespace:
-    return SimpleNamespace(message=Message(topic=topic, partition=0, offset=offset,
-                                           tp=TP(topic, 0), acked=False,
+def event(topic: str, offset: int, generation: int = 1, partition: int = 0) -> SimpleNamespace:
+    return SimpleNamespace(message=Message(topic=topic, partition=partition, offset=offset,
+                                           tp=TP(topic, partition), acked=False,
                                            generation_id=generation))
 
 
@@ -37,8 +37,10 @@ class Consumer:
     def __init__(self, ends: dict[TP, int], committed: dict[TP, int]) -> None:
         self.ends, self._committed_offset = ends, committed
         self._unacked_messages: weakref.WeakSet[Message] = weakref.WeakSet()
+        self.asked: list[set[TP]] = []
 
     async def highwaters(self, *tps: TP) -> dict[TP, int]:
+        self.asked.append(set(tps))
         return {tp: self.ends.get(tp, 0) for tp in tps}
 
 
@@ -49,7 +51,7 @@ async def test_a_trigger_is_held_until_its_partition_catches_up() -> None:
     barrier = RoundBarrier(app, [CANCEL, APPLY])
     trigger = event("round-triggers", 5)
     consumer._unacked_messages.add(trigger.message)
-    assert not await barrier.admit(trigger)
+    assert await barrier.admit([trigger]) == []
     # Held: marked acked so take_events' ack and a rebalance's wait skip it, uncounted.
     assert trigger.message.acked and trigger.message not in consumer._unacked_messages
     barrier.processed_event(event(APPLY, 2))
@@ -66,7 +68,7 @@ async def test_a_held_trigger_of_an_older_generation_is_dropped() -> None:
     consumer = Consumer({TP(CANCEL, 0): 5}, {})
     app = SimpleNamespace(consumer=consumer, consumer_generation_id=1)
     barrier = RoundBarrier(app, [CANCEL])
-    assert not await barrier.admit(event("round-triggers", 0))
+    assert await barrier.admit([event("round-triggers", 0)]) == []
     app.consumer_generation_id = 2  # a rebalance: the trigger is read again from its offset
     assert barrier.released() == [] and barrier.held == []
 
@@ -75,7 +77,8 @@ def test_nothing_pending_admits_at_once() -> None:
     consumer = Consumer({TP(CANCEL, 0): 7}, {TP(CANCEL, 0): 7})
     barrier = RoundBarrier(SimpleNamespace(consumer=consumer, consumer_generation_id=1),
                            [CANCEL])
-    assert asyncio.run(barrier.admit(event("round-triggers", 0)))
+    trigger = event("round-triggers", 0)
+    assert asyncio.run(barrier.admit([trigger])) == [trigger]
 
 
 def test_unknown_end_offsets_let_the_trigger_run() -> None:
@@ -86,5 +89,20 @@ def test_unknown_end_offsets_let_the_trigger_run() -> None:
     consumer = Failing({}, {})
     barrier = RoundBarrier(SimpleNamespace(consumer=consumer, consumer_generation_id=1),
                            [CANCEL])
-    assert asyncio.run(barrier.admit(event("round-triggers", 0)))
+    trigger = event("round-triggers", 0)
+    assert asyncio.run(barrier.admit([trigger])) == [trigger]
     assert barrier.held == []
+
+
+@pytest.mark.asyncio
+async def test_a_round_s_triggers_ask_for_end_offsets_once() -> None:
+    consumer = Consumer({TP(CANCEL, 0): 4, TP(CANCEL, 1): 9, TP(APPLY, 1): 2},
+                        {TP(CANCEL, 0): 4})
+    app = SimpleNamespace(consumer=consumer, consumer_generation_id=1)
+    barrier = RoundBarrier(app, [CANCEL, APPLY])
+    first, second = event("round-triggers", 0), event("round-triggers", 0, partition=1)
+    consumer._unacked_messages.update([first.message, second.message])
+    assert await barrier.admit([first, second]) == [first]
+    assert consumer.asked == [{TP(t, p) for t in (CANCEL, APPLY) for p in (0, 1)}]
+    # The held one waits for its own partition only.
+    assert barrier.held == [(second, {TP(CANCEL, 1): 9, TP(APPLY, 1): 2})]
