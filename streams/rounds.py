@@ -103,8 +103,8 @@ def _apply_in_pool(states: Sequence[bytes], job: Round) -> bytes:
 
 
 class RoundPool:
-    """Rounds of `min_customers` or more computed by `processes` pool processes, started
-    at the first such round. With 0 processes every round runs in the worker."""
+    """Rounds of `min_customers` or more computed by `processes` pool processes (see
+    `start`). With 0 processes every round runs in the worker."""
 
     def __init__(self, program: Program, processes: int, min_customers: int,
                  chunk: int = CHUNK) -> None:
@@ -152,6 +152,22 @@ class RoundPool:
         finally:
             for _, future in window:
                 future.cancel()
+
+    async def start(self) -> None:
+        """Start the processes before the first large round needs them: a spawn costs
+        about a second of CPU, and a pool that cannot start is better known now."""
+        if self.processes <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            executor = self._started()
+            await asyncio.gather(*(loop.run_in_executor(executor, os.getpid)
+                                   for _ in range(self.processes)))
+        except Exception as exc:  # BrokenProcessPool, OSError (no /dev/shm, ...)
+            log.warning("round pool did not start (%s: %s): rounds run in the worker",
+                        type(exc).__name__, exc)
+            self.close()
+            self.processes = 0
 
     def _started(self) -> ProcessPoolExecutor:
         if self._executor is None:

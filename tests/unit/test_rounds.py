@@ -15,6 +15,7 @@ from rules.customer import on_cancellation, on_round
 from rules.program import load_program
 from schemas.outputs import Notification
 from schemas.state import CustomerState
+from streams import rounds
 from streams.encoded import encode
 from streams.rounds import Round, RoundPool, apply_round, available_cpus
 from tests.factories import cancellation
@@ -82,6 +83,29 @@ async def test_small_rounds_stay_in_the_worker() -> None:
     pool = RoundPool(PROGRAM, processes=2, min_customers=100, chunk=8)
     await collect(pool, population(20))
     assert pool._executor is None
+
+
+async def test_a_started_pool_has_its_processes_up() -> None:
+    pool = RoundPool(PROGRAM, processes=2, min_customers=1)
+    await pool.start()
+    try:
+        assert pool._executor is not None and len(pool._executor._processes) == 2
+        assert all(alive(pid) for pid in pool._executor._processes)
+    finally:
+        pool.close()
+
+
+async def test_a_pool_that_cannot_start_leaves_rounds_to_the_worker(monkeypatch) -> None:
+    def no_processes(*args: object, **kwargs: object) -> None:
+        raise OSError("no /dev/shm")
+
+    monkeypatch.setattr(rounds.ProcessPoolExecutor, "__init__", no_processes)
+    pool = RoundPool(PROGRAM, processes=2, min_customers=1, chunk=8)
+    await pool.start()
+    assert pool.processes == 0
+    states = population(10)
+    assert await collect(pool, states) == [apply_round(states[:8], ROUND_1, PROGRAM),
+                                           apply_round(states[8:], ROUND_1, PROGRAM)]
 
 
 async def test_a_killed_pool_process_costs_nothing() -> None:
