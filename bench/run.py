@@ -674,7 +674,8 @@ def cpu_text(cpu: dict[str, float]) -> str:
     if not cpu:
         return "n/a"
     main = f" (event-loop thread {cpu['main_thread']} s)" if "main_thread" in cpu else ""
-    return f"{cpu['total']} s{main}"
+    pool = f", round pool {cpu['pool_processes']} s" if cpu.get("pool_processes") else ""
+    return f"{cpu['total']} s{main}{pool}"
 
 
 def markdown(r: dict[str, Any]) -> str:
