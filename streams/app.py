@@ -117,10 +117,6 @@ class Pipeline:
             gc.freeze()
 
         @self.app.task
-        async def start_round_pool() -> None:
-            await self.rounds.start()
-
-        @self.app.task
         async def dump_tasks_on_sigusr1() -> None:
             # `kill -USR1 <pid>` prints every asyncio task's stack: for a stuck worker.
             loop = asyncio.get_running_loop()

@@ -104,7 +104,7 @@ def _apply_in_pool(states: Sequence[bytes], job: Round) -> bytes:
 
 class RoundPool:
     """Rounds of `min_customers` or more computed by `processes` pool processes (see
-    `start`). With 0 processes every round runs in the worker."""
+    `warm_up`). With 0 processes every round runs in the worker."""
 
     def __init__(self, program: Program, processes: int, min_customers: int,
                  chunk: int = CHUNK) -> None:
@@ -153,17 +153,18 @@ class RoundPool:
             for _, future in window:
                 future.cancel()
 
-    async def start(self) -> None:
-        """Start the processes before the first large round needs them: a spawn costs
-        about a second of CPU, and a pool that cannot start is better known now."""
-        if self.processes <= 0:
+    def warm_up(self) -> None:
+        """Start the processes now, without waiting for them: a round is coming. Each
+        spawn costs about 0.7 s of CPU (imports), which a worker's start-up, often a
+        backlog to catch up, is better without; started when the round's triggers
+        arrive, the processes are up by the time its first chunk is ready."""
+        if self.processes <= 0 or self._executor is not None:
             return
-        loop = asyncio.get_running_loop()
         try:
             executor = self._started()
-            await asyncio.gather(*(loop.run_in_executor(executor, os.getpid)
-                                   for _ in range(self.processes)))
-        except Exception as exc:  # BrokenProcessPool, OSError (no /dev/shm, ...)
+            for _ in range(self.processes):
+                executor.submit(os.getpid)
+        except Exception as exc:  # OSError (no /dev/shm, ...), BrokenProcessPool
             log.warning("round pool did not start (%s: %s): rounds run in the worker",
                         type(exc).__name__, exc)
             self.close()

@@ -226,6 +226,8 @@ def attach(p: "Pipeline") -> None:
     async def process(events: "list[EventT]") -> None:
         # A round trigger runs once the customer events before it are in (round_barrier).
         triggers = [event for event in events if event.message.topic == names.round_triggers]
+        if triggers:
+            p.rounds.warm_up()  # spawns while the barrier and the table scan run
         run_now = {id(event) for event in await barrier.admit(triggers)}
         admitted = [event for event in events
                     if event.message.topic != names.round_triggers or id(event) in run_now]

@@ -85,12 +85,15 @@ async def test_small_rounds_stay_in_the_worker() -> None:
     assert pool._executor is None
 
 
-async def test_a_started_pool_has_its_processes_up() -> None:
+async def test_a_warmed_up_pool_has_its_processes_up() -> None:
     pool = RoundPool(PROGRAM, processes=2, min_customers=1)
-    await pool.start()
+    pool.warm_up()
     try:
         assert pool._executor is not None and len(pool._executor._processes) == 2
         assert all(alive(pid) for pid in pool._executor._processes)
+        executor = pool._executor
+        pool.warm_up()  # once
+        assert pool._executor is executor
     finally:
         pool.close()
 
@@ -101,7 +104,7 @@ async def test_a_pool_that_cannot_start_leaves_rounds_to_the_worker(monkeypatch)
 
     monkeypatch.setattr(rounds.ProcessPoolExecutor, "__init__", no_processes)
     pool = RoundPool(PROGRAM, processes=2, min_customers=1, chunk=8)
-    await pool.start()
+    pool.warm_up()
     assert pool.processes == 0
     states = population(10)
     assert await collect(pool, states) == [apply_round(states[:8], ROUND_1, PROGRAM),
