@@ -130,25 +130,23 @@ class RoundPool:
         window: deque[tuple[Sequence[bytes], asyncio.Future]] = deque()
         try:
             while todo or window:
-                while todo and len(window) < 2 * self.processes:
-                    piece = todo.popleft()
-                    window.append((piece, loop.run_in_executor(
-                        executor, _apply_in_pool, piece, job)))
-                piece, future = window.popleft()
                 try:
-                    yield pickle.loads(await future)
+                    while todo and len(window) < 2 * self.processes:
+                        window.append((todo[0], loop.run_in_executor(
+                            executor, _apply_in_pool, todo[0], job)))
+                        todo.popleft()
+                    result = pickle.loads(await window[0][1])
                 except BrokenProcessPool as exc:
-                    # A pool process died (killed, out of memory): finish here, and the
-                    # next round starts a new pool.
+                    # A pool process died (killed, out of memory), in this round or
+                    # since the last one: finish here; the next round starts a new pool.
                     log.warning("round pool broken (%s): the rest of this round runs in "
                                 "the worker", exc)
                     self.close()
-                    yield apply_round(piece, job, self.program)
-                    for piece, _ in window:
-                        yield apply_round(piece, job, self.program)
-                    for piece in todo:
+                    for piece in [*(piece for piece, _ in window), *todo]:
                         yield apply_round(piece, job, self.program)
                     return
+                window.popleft()
+                yield result
         finally:
             for _, future in window:
                 future.cancel()

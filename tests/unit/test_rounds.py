@@ -1,6 +1,7 @@
 """A round computed in pool processes equals the same round computed in the worker,
 chunk order included, and survives the death of a pool process."""
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -126,6 +127,23 @@ async def test_a_killed_pool_process_costs_nothing() -> None:
     again = await collect(pool, states)
     pool.close()
     assert again == expected
+
+
+async def test_a_pool_process_that_died_between_rounds_costs_nothing() -> None:
+    states = population(30)
+    expected = await collect(RoundPool(PROGRAM, processes=0, min_customers=1, chunk=4), states)
+    pool = RoundPool(PROGRAM, processes=2, min_customers=1, chunk=4)
+    pool.warm_up()
+    assert pool._executor is not None
+    victims = list(pool._executor._processes)
+    os.kill(victims[0], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while alive(victims[0]) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.5)  # the executor notices and marks itself broken
+    assert await collect(pool, states) == expected
+    assert pool._executor is None
+    pool.close()
 
 
 @pytest.mark.parametrize("processes", [0, 1])
