@@ -52,7 +52,7 @@ class Settings:
     # round_pool_min customers of a partition. Unset: one per CPU; 0: every round in
     # the worker process.
     round_processes: int | None = None
-    round_pool_min: int = 2000
+    round_pool_min: int = 10000
     log_level: str = "info"
     log_format: str = "json"  # json | text
     # Lookup API: bearer token (WAIVER_API_TOKEN); this worker's URL for the others.
