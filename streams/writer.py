@@ -32,7 +32,7 @@ import asyncio
 import logging
 import os
 from collections import deque
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -222,18 +222,17 @@ class EventWriter:
                 return entry[1]
         return table.get(key)
 
-    def changes(self, table: "TableT") -> dict[str, Any]:
-        """This batch's changes to `table` so far, by key."""
+    def items(self, table: "TableT", keys: "Iterable[str] | None" = None
+              ) -> Iterator[tuple[str, Any]]:
+        """`table.items()`, as this batch has changed it so far. With `keys`, only those
+        of the table's keys (and every key the batch changed)."""
         changed = {key: value for (name, key), (_, value) in self._staged.items()
                    if name == table.name}
         changed.update((key, value) for (name, key), (_, value) in self._current.items()
                        if name == table.name)
-        return changed
-
-    def items(self, table: "TableT") -> Iterator[tuple[str, Any]]:
-        """`table.items()`, as this batch has changed it so far."""
-        changed = self.changes(table)
-        for key, value in store_dict(table).items():
+        store = store_dict(table)
+        pairs = store.items() if keys is None else ((key, store.get(key)) for key in keys)
+        for key, value in pairs:
             yield key, changed.pop(key, value)
         yield from changed.items()
 

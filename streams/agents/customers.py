@@ -177,17 +177,10 @@ def attach(p: "Pipeline") -> None:
                 keys.append(key)
 
     def round_states(w: EventWriter, partition: int) -> list[bytes]:
-        """The states of `partition`'s customers, as this batch has changed them."""
-        keys = round_keys.get(partition)
-        if keys is None:
-            return [value for _, value in w.items(table)
-                    if value is not None and stored_partition(value) == partition]
-        changed = w.changes(table)
-        store = store_dict(table)
-        states = [changed.pop(key) if key in changed else store[key] for key in keys]
-        states += [value for value in changed.values()
-                   if value is not None and stored_partition(value) == partition]
-        return [state for state in states if state is not None]
+        """The states of `partition`'s customers, as this batch has changed them (from
+        the batch's index of the table if it has one, else from the whole table)."""
+        return [value for _, value in w.items(table, round_keys.get(partition))
+                if value is not None and stored_partition(value) == partition]
 
     async def progress(w: EventWriter, trigger: RoundTrigger, partition: int, *,
                        customers: int, sent: int, unreachable: int, repeat: bool) -> None:

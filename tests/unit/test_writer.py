@@ -36,6 +36,9 @@ def test_later_events_read_the_batch_s_changes(pipeline: Pipeline) -> None:
     w.done(first)
     assert w.get(table, "new") == b"created"
     assert dict(w.items(table)) == {"old": b"changed", "kept": b"kept", "new": b"created"}
+    # Restricted to some of the table's keys (a round's index): those, and every change.
+    assert dict(w.items(table, ["kept"])) == {"kept": b"kept", "old": b"changed",
+                                              "new": b"created"}
     # The table itself changes only when the writer is done (at its exit).
     assert table.data["old"] == b"stored" and "new" not in table.data
 
