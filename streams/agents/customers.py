@@ -216,14 +216,17 @@ def attach(p: "Pipeline") -> None:
                                  writer=w)
         w.done(event)
 
+    def is_trigger(event: "EventT") -> bool:
+        return event.message.topic == names.round_triggers
+
     async def process(events: "list[EventT]") -> None:
         # A round trigger runs once the customer events before it are in (round_barrier).
-        triggers = [event for event in events if event.message.topic == names.round_triggers]
+        triggers = [event for event in events if is_trigger(event)]
         if triggers:
             p.rounds.warm_up()  # spawns while the barrier and the table scan run
         run_now = {id(event) for event in await barrier.admit(triggers)}
         admitted = [event for event in events
-                    if event.message.topic != names.round_triggers or id(event) in run_now]
+                    if not is_trigger(event) or id(event) in run_now]
         await write_batch(admitted)
         while ready := barrier.released():
             await write_batch(ready)
@@ -238,8 +241,7 @@ def attach(p: "Pipeline") -> None:
         at_once: list[list[EventT]] = []
         in_turn: list[list[EventT]] = []
         for part in by_key(events, lambda event: batch_key(p.app, event)):
-            has_round = any(event.message.topic == names.round_triggers for event in part)
-            (in_turn if has_round else at_once).append(part)
+            (in_turn if any(map(is_trigger, part)) else at_once).append(part)
 
         async def one_by_one() -> None:
             # Until these parts are written, only their own writers change their
