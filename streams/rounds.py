@@ -151,12 +151,14 @@ class RoundPool:
             for _, future in window:
                 future.cancel()
 
-    def warm_up(self) -> None:
-        """Start the processes now, without waiting for them: a round is coming. Each
-        spawn costs about 0.7 s of CPU (imports), which a worker's start-up, often a
-        backlog to catch up, is better without; started when the round's triggers
-        arrive, the processes are up by the time its first chunk is ready."""
-        if self.processes <= 0 or self._executor is not None:
+    def warm_up(self, customers: int) -> None:
+        """Start the processes now, without waiting for them: a round of about
+        `customers` per partition is coming. Each spawn costs about 0.7 s of CPU
+        (imports), which a worker's start-up, often a backlog to catch up, is better
+        without, and so is a round that stays in the worker; started when the round's
+        triggers arrive, the processes are up by the time its first chunk is ready."""
+        if self.processes <= 0 or self._executor is not None or \
+                customers < self.min_customers:
             return
         try:
             executor = self._started()

@@ -176,6 +176,15 @@ def attach(p: "Pipeline") -> None:
                     keys := round_keys.get(stored_partition(value))) is not None:
                 keys.append(key)
 
+    def customers_per_partition() -> int:
+        """About how many customers a partition's round walks: the table's customers over
+        the partitions it holds here (actives and standbys; customers hash evenly)."""
+        changelog = table.changelog_topic.get_topic_name()
+        assignor = p.app.assignor
+        held = {tp.partition for tp in assignor.assigned_actives() | assignor.assigned_standbys()
+                if tp.topic == changelog}
+        return len(store_dict(table)) // max(1, len(held))
+
     def round_states(w: EventWriter, partition: int) -> list[bytes]:
         """The states of `partition`'s customers, as this batch has changed them (from
         the batch's index of the table if it has one, else from the whole table)."""
@@ -222,8 +231,8 @@ def attach(p: "Pipeline") -> None:
     async def process(events: "list[EventT]") -> None:
         # A round trigger runs once the customer events before it are in (round_barrier).
         triggers = [event for event in events if is_trigger(event)]
-        if triggers:
-            p.rounds.warm_up()  # spawns while the barrier and the table scan run
+        if triggers:  # spawns while the barrier and the table scan run
+            p.rounds.warm_up(customers_per_partition())
         run_now = {id(event) for event in await barrier.admit(triggers)}
         admitted = [event for event in events
                     if not is_trigger(event) or id(event) in run_now]

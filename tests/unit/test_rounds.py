@@ -82,18 +82,19 @@ async def test_pool_chunks_equal_the_worker_s_own() -> None:
 
 async def test_small_rounds_stay_in_the_worker() -> None:
     pool = RoundPool(PROGRAM, processes=2, min_customers=100, chunk=8)
+    pool.warm_up(99)  # a round below the threshold spawns nothing
     await collect(pool, population(20))
     assert pool._executor is None
 
 
 async def test_a_warmed_up_pool_has_its_processes_up() -> None:
     pool = RoundPool(PROGRAM, processes=2, min_customers=1)
-    pool.warm_up()
+    pool.warm_up(1)
     try:
         assert pool._executor is not None and len(pool._executor._processes) == 2
         assert all(alive(pid) for pid in pool._executor._processes)
         executor = pool._executor
-        pool.warm_up()  # once
+        pool.warm_up(1)  # once
         assert pool._executor is executor
     finally:
         pool.close()
@@ -105,7 +106,7 @@ async def test_a_pool_that_cannot_start_leaves_rounds_to_the_worker(monkeypatch)
 
     monkeypatch.setattr(rounds.ProcessPoolExecutor, "__init__", no_processes)
     pool = RoundPool(PROGRAM, processes=2, min_customers=1, chunk=8)
-    pool.warm_up()
+    pool.warm_up(1)
     assert pool.processes == 0
     states = population(10)
     assert await collect(pool, states) == [apply_round(states[:8], ROUND_1, PROGRAM),
@@ -133,7 +134,7 @@ async def test_a_pool_process_that_died_between_rounds_costs_nothing() -> None:
     states = population(30)
     expected = await collect(RoundPool(PROGRAM, processes=0, min_customers=1, chunk=4), states)
     pool = RoundPool(PROGRAM, processes=2, min_customers=1, chunk=4)
-    pool.warm_up()
+    pool.warm_up(1)
     assert pool._executor is not None
     victims = list(pool._executor._processes)
     os.kill(victims[0], signal.SIGKILL)
