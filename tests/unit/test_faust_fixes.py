@@ -1,9 +1,11 @@
 """Patches to Faust: the fetcher's eager delivery (5) gives Service.wait_first's results;
 a static member whose URL changed exits saying why (6); a commit ends its partitions'
-transactions concurrently (7); paused changelogs are paused in aiokafka too (9)."""
+transactions concurrently (7); paused changelogs are paused in aiokafka too (9); table
+recovery takes ready changelog records at once, and answers need_recovery as Faust (10)."""
 
 import asyncio
 import threading
+from collections import Counter
 from types import SimpleNamespace
 from typing import Any
 
@@ -11,8 +13,13 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from faust.assignor.client_assignment import ClientAssignment, ClientMetadata
+from faust.tables import recovery
+from faust.tables.recovery import Recovery
 from faust.types import TP
+from hypothesis import given
+from hypothesis import strategies as st
 from mode import Service
+from mode.utils.queues import FlowControlEvent, ThrowableQueue
 
 from streams import faust_fixes
 from streams.app import Pipeline
@@ -215,3 +222,41 @@ async def test_paused_changelogs_are_paused_in_aiokafka_too() -> None:
     finally:
         loop.close()
         await inner.stop()
+
+
+async def test_recovery_takes_a_ready_changelog_record_at_once(monkeypatch) -> None:
+    faust_fixes.install()
+    waits: list[object] = []
+    real_wait_for = asyncio.wait_for
+
+    async def counted(awaitable: Any, timeout: float | None) -> Any:
+        waits.append(awaitable)
+        return await real_wait_for(awaitable, timeout)
+
+    monkeypatch.setattr(asyncio, "wait_for", counted)
+    flow = FlowControlEvent()
+    flow.resume()
+    queue: ThrowableQueue = ThrowableQueue(maxsize=10, flow_control=flow)  # as Faust's
+    await queue.put("record")
+    # How faust.tables.recovery takes each changelog record:
+    assert await recovery.asyncio.wait_for(queue.get(), timeout=5.0) == "record"
+    assert waits == []  # no task, no timer
+    # An empty queue waits, as before: for a record, or until the timeout.
+    asyncio.get_running_loop().call_later(0.01, queue.put_nowait, "later")
+    assert await recovery.asyncio.wait_for(queue.get(), timeout=5.0) == "later"
+    with pytest.raises(asyncio.TimeoutError):
+        await recovery.asyncio.wait_for(queue.get(), timeout=0.01)
+    assert len(waits) == 2
+    assert recovery.asyncio.TimeoutError is asyncio.TimeoutError
+
+
+@given(st.dictionaries(st.sampled_from([TP("t", n) for n in range(4)]),
+                       st.tuples(st.none() | st.integers(-1, 5), st.integers(-1, 5))))
+def test_need_recovery_answers_as_faust_s(partitions: dict[TP, tuple[int | None, int]]
+                                          ) -> None:
+    faust_fixes.install()
+    state = SimpleNamespace(active_highwaters={tp: hw for tp, (hw, _) in partitions.items()},
+                            active_offsets=Counter({tp: off for tp, (_, off) in
+                                                    partitions.items()}))
+    faust_s = any(v > 0 for v in Recovery.active_remaining(state).values())  # unpatched
+    assert Recovery.need_recovery(state) is faust_s
