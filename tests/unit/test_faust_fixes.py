@@ -260,3 +260,32 @@ def test_need_recovery_answers_as_faust_s(partitions: dict[TP, tuple[int | None,
                                                     partitions.items()}))
     faust_s = any(v > 0 for v in Recovery.active_remaining(state).values())  # unpatched
     assert Recovery.need_recovery(state) is faust_s
+
+
+class Seeking:
+    """What _seek_stream_partitions calls on aiokafka's consumer."""
+
+    def __init__(self, committed: dict[TopicPartition, int | None]) -> None:
+        self.committed, self.calls = committed, []
+
+    async def seek_to_committed(self) -> dict[TopicPartition, int | None]:
+        return self.committed
+
+    def seek(self, tp: TopicPartition, offset: int) -> None:
+        self.calls.append(("seek", tp, offset))
+
+    async def seek_to_beginning(self, *tps: TopicPartition) -> None:
+        self.calls.append(("beginning", *tps))
+
+    async def seek_to_end(self, *tps: TopicPartition) -> None:
+        self.calls.append(("end", *tps))
+
+
+@pytest.mark.parametrize("reset", ["earliest", "latest"])
+async def test_uncommitted_stream_partitions_are_sought_in_one_call(reset: str) -> None:
+    a, b, zero, done = (TopicPartition("in", n) for n in range(4))
+    changelog = TopicPartition("customers-changelog", 0)
+    consumer = Seeking({a: None, zero: 0, done: 7, changelog: None, b: None})
+    await faust_fixes._seek_stream_partitions(consumer, {"customers-changelog"}, reset)
+    assert consumer.calls == [("seek", zero, 0),
+                              ("beginning" if reset == "earliest" else "end", a, b)]
