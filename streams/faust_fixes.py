@@ -219,19 +219,28 @@ class Resumed:
                     return done.value
 
 
+def _run_to_first_wait(coro: Any) -> tuple[bool, Any]:
+    """(True, its result) if `coro` finishes without waiting, else (False, a Resumed
+    to await for the rest)."""
+    try:
+        yielded = coro.send(None)
+    except StopIteration as done:
+        return True, done.value
+    return False, Resumed(coro, yielded)
+
+
 async def _wait_first_eager(self: Any, *coros: Any, timeout: Any = None) -> WaitResults:
     """`Service.wait_first` for the fetcher's (callback(message), suspend_flow.wait())."""
     if (len(coros) == 2 and asyncio.iscoroutine(coros[0]) and timeout is None
             and not (self.suspend_flow.is_set() or self._stopped.is_set()
                      or self._crashed.is_set())):
         first, other = coros
-        try:
-            yielded = first.send(None)
-        except StopIteration as done:
+        finished, value = _run_to_first_wait(first)
+        if finished:
             if asyncio.iscoroutine(other):
                 other.close()  # never started
-            return WaitResults([first], [done.value], False)
-        coros = (Resumed(first, yielded), other)
+            return WaitResults([first], [value], False)
+        coros = (value, other)
     return await Service.wait_first(self, *coros, timeout=timeout)
 
 
@@ -239,11 +248,10 @@ async def _eager_wait_for(awaitable: Any, timeout: float | None) -> Any:
     """`asyncio.wait_for` that returns at once when `awaitable`, a coroutine, finishes
     without waiting."""
     if asyncio.iscoroutine(awaitable):
-        try:
-            yielded = awaitable.send(None)
-        except StopIteration as done:
-            return done.value
-        awaitable = Resumed(awaitable, yielded)
+        finished, value = _run_to_first_wait(awaitable)
+        if finished:
+            return value
+        awaitable = value
     return await asyncio.wait_for(awaitable, timeout)
 
 
