@@ -107,16 +107,16 @@ def cpu_times(pid: int | None, threads: bool = True) -> dict[str, float]:
         return {}
     try:
         times = {"total": _cpu_of_stat(f"/proc/{pid}/stat")}
-        if not threads:
-            for task in jit_threads(pid):  # per thread: the JVM starts and stops them
-                with contextlib.suppress(OSError):
-                    times[f"jit:{task}"] = _cpu_of_stat(f"/proc/{pid}/task/{task}/stat")
         if threads:
             times["main_thread"] = _cpu_of_stat(f"/proc/{pid}/task/{pid}/stat")
             times["pool_processes"] = 0.0
             for child in child_pids(pid):
                 with contextlib.suppress(OSError):
                     times["pool_processes"] += _cpu_of_stat(f"/proc/{child}/stat")
+        else:
+            for task in jit_threads(pid):  # per thread: the JVM starts and stops them
+                with contextlib.suppress(OSError):
+                    times[f"jit:{task}"] = _cpu_of_stat(f"/proc/{pid}/task/{task}/stat")
     except OSError:
         return {}
     return times
@@ -233,6 +233,12 @@ def cancellation(tag: str, i: int) -> tuple[bytes, bytes]:
     cid = f"{tag}{i:07d}"
     event = cancellation_dict(cid, event_id=f"{tag.lower()}-c{i}", contact=contact)
     return cid.encode(), json.dumps(event, ensure_ascii=False).encode()
+
+
+async def publish_round(bootstrap: str, topic: str, event_id: str) -> None:
+    """The deadline event of guidance round 1 at ROUND_AT."""
+    deadline = {"event_id": event_id, "kind": "guidance_round", "round": 1, "at": ROUND_AT}
+    await publish(bootstrap, topic, iter([(event_id.encode(), json.dumps(deadline).encode())]))
 
 
 def backlog(tag: str, n: int) -> Iterator[tuple[bytes, bytes]]:
@@ -507,12 +513,9 @@ async def phases(args: argparse.Namespace, bootstrap: str, broker_pid: int | Non
     fan = await counter([*tasks, names.round_progress])
     await worker.profile("fanout", start=True)
     cpu0, bcpu0 = cpu_times(worker.pid), cpu_times(broker_pid, threads=False)
-    deadline = {"event_id": "bench-round-1", "kind": "guidance_round", "round": 1,
-                "at": ROUND_AT}
     step("fan-out: guidance round 1")
     t0 = time.monotonic()
-    await publish(bootstrap, names.deadlines, iter([(b"bench-round-1",
-                                                     json.dumps(deadline).encode())]))
+    await publish_round(bootstrap, names.deadlines, "bench-round-1")
     await fan.wait_for(lambda: fan.count(*tasks) >= n
                        and fan.count(names.round_progress) >= PARTITIONS,
                        timeout=timeout, stall=stall, what="fan-out",
@@ -616,10 +619,7 @@ async def warm_up(bootstrap: str, n: int, tmp: Path, out: Path, workers: list[Be
         await asyncio.to_thread(worker.start, 120.0)
         await outputs.wait_for(lambda: outputs.count(names.decisions) >= n, timeout=timeout,
                                stall=stall, what="warm-up ingest", alive=lambda: worker.running)
-        deadline = {"event_id": "warmup-round-1", "kind": "guidance_round", "round": 1,
-                    "at": ROUND_AT}
-        await publish(bootstrap, names.deadlines, iter([(b"warmup-round-1",
-                                                         json.dumps(deadline).encode())]))
+        await publish_round(bootstrap, names.deadlines, "warmup-round-1")
         await outputs.wait_for(lambda: outputs.count(names.sms, names.email) >= n,
                                timeout=timeout, stall=stall, what="warm-up fan-out",
                                alive=lambda: worker.running)
