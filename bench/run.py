@@ -623,12 +623,13 @@ async def warm_up(bootstrap: str, n: int, tmp: Path, out: Path, workers: list[Be
         await outputs.wait_for(lambda: outputs.count(names.sms, names.email) >= n,
                                timeout=timeout, stall=stall, what="warm-up fan-out",
                                alive=lambda: worker.running)
-        size = outputs.average_size(names.decisions)
+        decision_size = outputs.average_size(names.decisions)
+        task_size = outputs.average_size(names.sms, names.email)
     finally:
         await outputs.stop()
         await asyncio.to_thread(worker.stop)
-    await baseline("ingest", size, source=names.cancellations, prefix=prefix, count=n)
-    await baseline("fanout", size, prefix=prefix, count=n)
+    await baseline("ingest", decision_size, source=names.cancellations, prefix=prefix, count=n)
+    await baseline("fanout", task_size, prefix=prefix, count=n)
 
 
 async def relay_latency(args: argparse.Namespace, bootstrap: str, size: float,
