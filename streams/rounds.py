@@ -132,6 +132,8 @@ class RoundPool:
             while todo or window:
                 try:
                     while todo and len(window) < 2 * self.processes:
+                        # Taken off `todo` once submitted: a broken pool refuses the
+                        # submit, and the piece must still be in `todo` then.
                         window.append((todo[0], loop.run_in_executor(
                             executor, _apply_in_pool, todo[0], job)))
                         todo.popleft()
