@@ -440,9 +440,10 @@ async def phases(args: argparse.Namespace, bootstrap: str, broker_pid: int | Non
     if warm:
         cpu0 = cpu_times(broker_pid, threads=False)
         t = time.monotonic()
-        await warm_up(bootstrap, warm, tmp, out, workers, counter, baseline, guarantee,
-                      tansu, timeout, stall)
+        seen = await warm_up(args, bootstrap, warm, tmp, out, workers, counter, baseline,
+                             guarantee, isolation, tansu, timeout, stall)
         results["warmup"] = {"customers": warm, "seconds": round(time.monotonic() - t, 1),
+                             **seen,
                              "broker_cpu_seconds": cpu_delta(
                                  cpu0, cpu_times(broker_pid, threads=False))}
         step(f"warm-up done in {results['warmup']['seconds']} s, broker CPU "
@@ -597,15 +598,19 @@ async def phases(args: argparse.Namespace, bootstrap: str, broker_pid: int | Non
         bcpu0, cpu_times(broker_pid, threads=False))
 
 
-async def warm_up(bootstrap: str, n: int, tmp: Path, out: Path, workers: list[BenchWorker],
-                  counter: Callable[..., Awaitable[RecordCounter]],
+async def warm_up(args: argparse.Namespace, bootstrap: str, n: int, tmp: Path, out: Path,
+                  workers: list[BenchWorker], counter: Callable[..., Awaitable[RecordCounter]],
                   baseline: Callable[..., Awaitable[dict[str, float]]], guarantee: str,
-                  tansu: bool, timeout: float, stall: float) -> None:
-    """The ingest and the fan-out of `n` customers, pipeline and baselines, on topics of
-    their own, before anything is measured. A fresh JVM broker compiles its hot paths
-    while the first phase runs: in a cold run its JIT compiler threads took 2.8 s of CPU
-    during a 6 s pipeline ingest on two cores, against 0.26 s during the baseline that
-    followed. A deployed broker has long been warm."""
+                  isolation: str, tansu: bool, timeout: float, stall: float
+                  ) -> dict[str, float]:
+    """The ingest, the fan-out and the steady traffic of the latency phase for `n`
+    customers, pipeline and baselines, on topics of their own, before anything is
+    measured. A fresh JVM broker compiles its hot paths while the first phase of each
+    kind of traffic runs: in a cold run its JIT compiler threads took 2.8 s of CPU during
+    a 6 s pipeline ingest on two cores, against 0.26 s during the baseline that followed,
+    and 7.6 s during a 20 s pipeline latency phase (after a warm-up of ingest and
+    fan-out only) against 1.3 s during the raw relay after it. A deployed broker has long
+    been warm."""
     step(f"warm-up: {n} customers on topics of their own (not measured)")
     prefix = "warmup."
     names = TopicNames(prefix)
@@ -615,6 +620,8 @@ async def warm_up(bootstrap: str, n: int, tmp: Path, out: Path, workers: list[Be
     worker = BenchWorker(settings, out / "worker-warmup.log")
     workers.append(worker)
     outputs = await counter([names.decisions, names.sms, names.email])
+    steady = argparse.Namespace(**{**vars(args), "latency_seconds": args.warmup_latency_seconds})
+    seen: dict[str, dict[str, Any]] = {}  # the latencies seen while warming up
     try:
         await asyncio.to_thread(worker.start, 120.0)
         await outputs.wait_for(lambda: outputs.count(names.decisions) >= n, timeout=timeout,
@@ -625,18 +632,27 @@ async def warm_up(bootstrap: str, n: int, tmp: Path, out: Path, workers: list[Be
                                alive=lambda: worker.running)
         decision_size = outputs.average_size(names.decisions)
         task_size = outputs.average_size(names.sms, names.email)
+        if steady.latency_seconds:
+            seen["pipeline"] = await latency(steady, bootstrap, names.cancellations,
+                                             names.decisions, "WL", isolation,
+                                             lambda: worker.running, stall)
     finally:
         await outputs.stop()
         await asyncio.to_thread(worker.stop)
     await baseline("ingest", decision_size, source=names.cancellations, prefix=prefix, count=n)
     await baseline("fanout", task_size, prefix=prefix, count=n)
+    if steady.latency_seconds:
+        seen["relay"] = await relay_latency(steady, bootstrap, decision_size, settings, stall,
+                                            prefix=prefix)
+    return {f"latency_{who}_{k}": r[k] for who, r in seen.items() for k in ("p50_ms", "p99_ms")}
 
 
 async def relay_latency(args: argparse.Namespace, bootstrap: str, size: float,
-                        settings: Settings, stall: float) -> dict[str, Any]:
+                        settings: Settings, stall: float, prefix: str = PREFIX
+                        ) -> dict[str, Any]:
     """The latency of bench/baseline.py's relay (a raw aiokafka consumer producing one
     record per event, with the worker's fetch wait), at the same rate on the same broker."""
-    source, dest = f"{PREFIX}baseline.relay-in", f"{PREFIX}baseline.relay-out"
+    source, dest = f"{prefix}baseline.relay-in", f"{prefix}baseline.relay-out"
     for topic in (source, dest):
         await create_topic(bootstrap, topic)
     total = int(args.latency_rate * args.latency_seconds)
@@ -768,6 +784,16 @@ def cpu_text(cpu: dict[str, float]) -> str:
     return f"{cpu['total']} s{main}{pool}{jit}"
 
 
+def warmup_text(w: dict[str, Any]) -> str:
+    steady = (f", then steady traffic as in the latency phase (pipeline p50 / p99 "
+              f"{w['latency_pipeline_p50_ms']} / {w['latency_pipeline_p99_ms']} ms, raw relay "
+              f"{w['latency_relay_p50_ms']} / {w['latency_relay_p99_ms']} ms)"
+              if "latency_relay_p99_ms" in w else "")
+    return (f"- warm-up (not measured): the same ingest and fan-out for {w['customers']} "
+            f"customers on topics of their own, and the two baselines{steady}, "
+            f"{w['seconds']} s; broker CPU {cpu_text(w['broker_cpu_seconds'])}.")
+
+
 def markdown(r: dict[str, Any]) -> str:
     m = r["machine"]
     lines = [f"# Benchmark: {r['n']:,} customers, {r['broker']} ({r['processing_guarantee']})",
@@ -787,10 +813,7 @@ def markdown(r: dict[str, Any]) -> str:
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows(r)]
     i, f = r["ingest"], r["fanout"]
     lines += ["",
-              *([f"- warm-up (not measured): the same ingest and fan-out for "
-                 f"{r['warmup']['customers']} customers on topics of their own, and the two "
-                 f"baselines, {r['warmup']['seconds']} s; broker CPU "
-                 f"{cpu_text(r['warmup']['broker_cpu_seconds'])}."] if "warmup" in r else []),
+              *([warmup_text(r["warmup"])] if "warmup" in r else []),
               "- ingest: N / seconds from the worker's ready line (the baseline: from its "
               "partition assignment; the median of runs of "
               f"{i.get('baseline_runs_seconds')} s) to the N-th output seen on the topic; "
@@ -861,6 +884,9 @@ def main() -> int:
                         help="runs of the ingest and fan-out baselines; the median counts (3)")
     parser.add_argument("--latency-rate", type=int, default=1000, help="events/s (1000)")
     parser.add_argument("--latency-seconds", type=float, default=20.0, help="seconds (20)")
+    parser.add_argument("--warmup-latency-seconds", type=float, default=10.0,
+                        help="seconds of the latency phase's traffic in the warm-up, through "
+                        "the pipeline and the raw relay (10)")
     parser.add_argument("--phase-timeout", type=float,
                         help="seconds each phase may take (default 60 + N/150)")
     args = parser.parse_args()
