@@ -16,7 +16,7 @@ from typing import Any
 import faust
 from aiokafka.partitioner import murmur2
 
-from streams import faust_fixes, web
+from streams import faust_fixes, fetch_sessions, web
 from streams.metrics import Metrics
 from streams.rounds import RoundPool, available_cpus
 from streams.settings import Settings
@@ -52,6 +52,7 @@ def partition_for(customer_id: str, partitions: int) -> int:
 class Pipeline:
     def __init__(self, settings: Settings) -> None:
         faust_fixes.install(settings.fetch_max_wait_ms)
+        fetch_sessions.install()
         self.settings = settings
         self.program = settings.program()
         self.names = TopicNames(settings.topic_prefix)
