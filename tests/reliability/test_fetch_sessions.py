@@ -19,7 +19,7 @@ from streams import fetch_sessions
 from tests.conftest import BROKER
 
 pytestmark = [
-    pytest.mark.reliability, pytest.mark.timeout(300),
+    pytest.mark.reliability, pytest.mark.slow, pytest.mark.timeout(300),
     pytest.mark.skipif(BROKER != "kafka", reason="tansu keeps no fetch sessions: run with "
                        "WAIVER_TEST_BROKER=kafka"),
 ]
