@@ -17,6 +17,7 @@ id 0: tansu, a full session cache) gets full fetches, as before.
 """
 
 import functools
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -35,7 +36,7 @@ class FetchSession:
     """One consumer's session with one broker: what the broker holds for it."""
 
     def __init__(self) -> None:
-        self.assignment: object = None
+        self.assignment: Any = None  # aiokafka's Assignment the session is for
         self.reset()
 
     def reset(self) -> None:
@@ -62,6 +63,13 @@ class FetchSession:
         self.id = session_id
         self.epoch = request.session_epoch % _MAX_EPOCH + 1
         self.offsets = dict(request.wanted)
+        # A partition left out of the response was fetched and had no news. aiokafka
+        # stamps the partitions of a response as polled, and Faust's livelock check
+        # logs an error for a partition not polled for 5 minutes: stamp them all.
+        now_ms = int(1000 * time.time())
+        for tp in self.offsets:
+            if (state := self.assignment.state_value(tp)) is not None:
+                state.timestamp = now_ms
 
 
 def _by_topic(partitions: Iterable[TopicPartition]) -> dict[str, list[TopicPartition]]:

@@ -16,6 +16,22 @@ A0, A1, B0 = TopicPartition("a", 0), TopicPartition("a", 1), TopicPartition("b",
 MAX_BYTES = 1024
 
 
+class Assignment:
+    """What a session reads of aiokafka's Assignment: each partition's state."""
+
+    def __init__(self) -> None:
+        self.states = {tp: SimpleNamespace(timestamp=None) for tp in (A0, A1, B0)}
+
+    def state_value(self, tp: TopicPartition) -> SimpleNamespace | None:
+        return self.states.get(tp)
+
+
+def new_session() -> FetchSession:
+    session = FetchSession()
+    session.assignment = Assignment()
+    return session
+
+
 def fetch(offsets: dict[TopicPartition, int]) -> FetchRequest:
     """aiokafka's full request for these partitions."""
     topics: dict[str, list[tuple[int, int, int]]] = {}
@@ -37,14 +53,14 @@ def named(request: SessionFetchRequest) -> dict[TopicPartition, int]:
 
 
 def test_the_first_fetch_is_full_and_asks_for_a_session() -> None:
-    session = FetchSession()
+    session = new_session()
     request = SessionFetchRequest(fetch({A0: 5, B0: 0}), session, MAX_BYTES)
     assert named(request) == {A0: 5, B0: 0}
     assert (request.session_id, request.session_epoch, request.forgotten) == (0, 0, [])
 
 
 def test_then_only_changed_offsets_are_named_and_the_rest_forgotten() -> None:
-    session = FetchSession()
+    session = new_session()
     answered(session, {A0: 5, A1: 3, B0: 0})
     assert (session.id, session.epoch) == (7, 1)
     request = SessionFetchRequest(fetch({A0: 9, B0: 0}), session, MAX_BYTES)
@@ -67,7 +83,7 @@ def test_then_only_changed_offsets_are_named_and_the_rest_forgotten() -> None:
     {"error_code": 0, "session_id": 8},   # not the session asked for
 ])
 def test_a_lost_session_means_a_full_fetch_next(answer: dict[str, int]) -> None:
-    session = FetchSession()
+    session = new_session()
     answered(session, {A0: 5, B0: 0})
     request = SessionFetchRequest(fetch({A0: 6, B0: 0}), session, MAX_BYTES)
     session.completed(request, SimpleNamespace(**answer))
@@ -76,8 +92,17 @@ def test_a_lost_session_means_a_full_fetch_next(answer: dict[str, int]) -> None:
         == {A0: 6, B0: 0}
 
 
+def test_every_partition_of_the_session_is_stamped_as_polled() -> None:
+    # Faust logs an error for a partition whose last poll is 5 minutes old; a response
+    # in a session leaves out the partitions without news, which were fetched all the same
+    session = new_session()
+    answered(session, {A0: 5, B0: 0})
+    assert all(session.assignment.states[tp].timestamp for tp in (A0, B0))
+    assert session.assignment.states[A1].timestamp is None  # not fetched
+
+
 def test_the_epoch_wraps_to_1() -> None:
-    session = FetchSession()
+    session = new_session()
     answered(session, {A0: 0})
     session.epoch = 2**31 - 1
     answered(session, {A0: 0})
@@ -85,7 +110,7 @@ def test_the_epoch_wraps_to_1() -> None:
 
 
 def test_a_failed_send_means_a_full_fetch_next() -> None:
-    session = FetchSession()
+    session = new_session()
     answered(session, {A0: 5})
     request = SessionFetchRequest(fetch({A0: 6}), session, MAX_BYTES)
 
@@ -98,7 +123,7 @@ def test_a_failed_send_means_a_full_fetch_next() -> None:
 
 
 def test_encoded_with_the_session_fields_from_v7() -> None:
-    session = FetchSession()
+    session = new_session()
     answered(session, {A0: 5, B0: 0})
     request = SessionFetchRequest(fetch({A0: 8}), session, MAX_BYTES)
     struct = request.build(FetchRequest_v11)
@@ -107,5 +132,5 @@ def test_encoded_with_the_session_fields_from_v7() -> None:
     assert struct.forgotten_topics_data == [("b", [0])]
     struct.encode()  # the wire format accepts it
     # A broker without sessions never answers with one, so its fetches stay full
-    full = SessionFetchRequest(fetch({A0: 8, B0: 0}), FetchSession(), MAX_BYTES)
+    full = SessionFetchRequest(fetch({A0: 8, B0: 0}), new_session(), MAX_BYTES)
     assert len(full.build(FetchRequest_v4).topics) == 2
