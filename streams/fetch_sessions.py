@@ -3,8 +3,9 @@
 aiokafka sends every fetch in full: each request names every partition it fetches
 and each response lists them all, encoded and decoded in pure Python on Faust's
 consumer thread. The worker reads 9 topics of 8 partitions, most of them idle; at
-1,000 events/s its consumer thread spent 29 % of a core on about 130 fetches a second
-of 65 partitions each (docs/benchmarks.md, item 31).
+1,000 events/s its consumer thread sent about 130 fetches a second of 65 partitions
+each, and held the GIL, which the event loop waits for, 29 % of the time
+(docs/benchmarks.md, item 32).
 
 In a session (Fetch v7+, Kafka 1.1 and later) the broker keeps each partition's fetch
 offset: a request names only the partitions whose offset changed or that join the
