@@ -64,9 +64,9 @@ class FetchSession:
         self.id = session_id
         self.epoch = request.session_epoch % _MAX_EPOCH + 1
         self.offsets = dict(request.wanted)
-        # A partition left out of the response was fetched and had no news. aiokafka
-        # stamps the partitions of a response as polled, and Faust's livelock check
-        # logs an error for a partition not polled for 5 minutes: stamp them all.
+        # A partition left out of the response was fetched and had no news: stamp it as
+        # polled, as aiokafka stamps the partitions of a response (last_poll_timestamp,
+        # which Faust's livelock check reads).
         now_ms = int(1000 * time.time())
         for tp in self.offsets:
             if (state := self.assignment.state_value(tp)) is not None:

@@ -1,9 +1,11 @@
 """Patches to Faust: the fetcher's eager delivery (5) gives Service.wait_first's results;
 a static member whose URL changed exits saying why (6); a commit ends its partitions'
 transactions concurrently (7); paused changelogs are paused in aiokafka too (9); table
-recovery takes ready changelog records at once, and answers need_recovery as Faust (10)."""
+recovery takes ready changelog records at once, and answers need_recovery as Faust (10);
+the livelock check leaves out partitions paused in aiokafka (11)."""
 
 import asyncio
+import logging
 import threading
 from collections import Counter
 from types import SimpleNamespace
@@ -221,6 +223,31 @@ async def test_paused_changelogs_are_paused_in_aiokafka_too() -> None:
         assert inner.paused() == set()
     finally:
         loop.close()
+        await inner.stop()
+
+
+@pytest.mark.asyncio
+async def test_the_livelock_check_leaves_out_partitions_paused_in_aiokafka(caplog) -> None:
+    pipeline = Pipeline(Settings(topic_prefix="livelock."))
+    thread: Any = pipeline.app.consumer._thread
+    changelog = TP(pipeline.customers.changelog_topic.get_topic_name(), 3)
+    stream = TP(pipeline.names.cancellations, 3)
+    inner = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:9")  # never started
+    inner.assign([TopicPartition(*changelog), TopicPartition(*stream)])
+    inner._fetcher = SimpleNamespace(_subscriptions=inner._subscription)  # as Faust reads it
+    inner.pause(TopicPartition(*changelog))  # as item 9 does after recovery
+    thread._consumer = inner
+    thread.time_started = 0.0  # set at start: the worker has been up for a while
+    now = thread.tp_fetch_request_timeout_secs + 1
+    try:
+        with caplog.at_level(logging.ERROR):
+            thread.verify_event_path(now, changelog)
+            assert "has not sent fetch request" not in caplog.text
+            thread.verify_event_path(now, stream)  # never fetched either, and not paused
+            assert f"{stream}" in caplog.text and "has not sent fetch request" in caplog.text
+    finally:
+        thread.thread_loop.close()
+        inner._fetcher = None
         await inner.stop()
 
 
