@@ -235,8 +235,9 @@ async def test_the_livelock_check_leaves_out_partitions_paused_in_aiokafka(caplo
     inner = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:9")  # never started
     inner.assign([TopicPartition(*changelog), TopicPartition(*stream)])
     inner._fetcher = SimpleNamespace(_subscriptions=inner._subscription)  # as Faust reads it
-    inner.pause(TopicPartition(*changelog))  # as item 9 does after recovery
     thread._consumer = inner
+    pipeline.app.consumer.pause_partitions([changelog])  # as after recovery (item 9)
+    run_once(thread.thread_loop)
     thread.time_started = 0.0  # set at start: the worker has been up for a while
     now = thread.tp_fetch_request_timeout_secs + 1
     try:
