@@ -10,6 +10,10 @@
       arrives, produces a record of S bytes to T2 naming its event_id (acks=all,
       not awaited one by one), with the worker's fetch wait.
 
+ingest and fanout with --state-size S2 are the I/O floor of the pipeline's design:
+after each record of S bytes, a second one of S2 bytes with the same key, as the
+worker writes the customer's new state to its table's changelog.
+
 Each prints one JSON line when its timed part starts ({"t0": monotonic}: for ingest,
 when the group has assigned the partitions; for fan-out, before the first send) and one
 when it is done; it exits 1 on its own after --timeout seconds.
@@ -64,12 +68,15 @@ async def ingest(args: argparse.Namespace) -> None:
     await consumer.start()
     try:
         out = payload(args.size, 0)
+        state = payload(args.state_size, 0) if args.state_size else None
         seen = 0
         while seen < args.n:
             batches = await consumer.getmany(timeout_ms=200, max_records=2000)
             for messages in batches.values():
                 for m in messages:
                     await producer.send(args.dest, out, key=m.key)
+                    if state is not None:
+                        await producer.send(args.dest, state, key=m.key)
                     seen += 1
         await producer.flush()
         say(done=time.monotonic(), consumed=seen)
@@ -106,6 +113,9 @@ async def relay(args: argparse.Namespace) -> None:
 
 async def fanout(args: argparse.Namespace) -> None:
     records = [(f"B{i:07d}".encode(), payload(args.size, i)) for i in range(args.n)]
+    if args.state_size:  # each customer's task, then its new state
+        records = [(key, value) for i, (key, task) in enumerate(records)
+                   for value in (task, payload(args.state_size, i))]
     producer = AIOKafkaProducer(bootstrap_servers=args.bootstrap, acks="all")
     await producer.start()
     try:
@@ -129,6 +139,8 @@ def main() -> int:
     parser.add_argument("--size", type=int, required=True)
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--fetch-wait-ms", type=int, default=500)
+    parser.add_argument("--state-size", type=int, default=0,
+                        help="ingest, fanout: also a state record of this size per record")
     args = parser.parse_args()
     run = {"ingest": ingest, "fanout": fanout, "relay": relay}[args.mode](args)
     try:

@@ -8,6 +8,8 @@ Phases, all on the same broker and topics:
             first decision to the N-th; baseline: raw aiokafka consume + produce
   fan-out   one guidance-round deadline: seconds until N SMS/e-mail tasks are out and all
             partitions reported progress; baseline: raw aiokafka producing N records
+  I/O floor each baseline again, also writing a state record per customer as the worker
+            does to its changelog: what the design's writes alone cost
   memory    the worker's VmHWM after the fan-out; bytes per customer in the table
   recovery  SIGKILL the worker, start a fresh one (new data dir): seconds until ready
   latency   on that worker, cancellations at a steady rate: publish -> decision, per event
@@ -43,7 +45,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 
 from bench.counter import RecordCounter  # noqa: E402
 from brokers.tansu import embedded_broker, free_port  # noqa: E402
+from rules.customer import on_cancellation, on_round  # noqa: E402
+from schemas.events import Cancellation  # noqa: E402
 from streams.admin import ensure_topics  # noqa: E402
+from streams.codec import parse  # noqa: E402
+from streams.encoded import encode  # noqa: E402
 from streams.runner import WorkerProcess  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 from streams.topics import TopicNames  # noqa: E402
@@ -235,6 +241,34 @@ def cancellation(tag: str, i: int) -> tuple[bytes, bytes]:
     return cid.encode(), json.dumps(event, ensure_ascii=False).encode()
 
 
+def state_sizes(settings: Settings, n: int, samples: int = 500) -> tuple[float, float]:
+    """The average bytes of a customer's stored state after the ingest and after the
+    round, as the worker writes them to its table's changelog: the pipeline's own rules
+    on a sample of the bench's customers (for the I/O floors)."""
+    program = settings.program()
+    now = datetime.now(UTC)
+    at = datetime.fromisoformat(ROUND_AT)
+    after_ingest, after_round = [], []
+    for i in range(0, n, max(1, n // samples)):
+        state = on_cancellation(None, parse(Cancellation, cancellation("B", i)[1]), 0,
+                                program, now).state
+        after_ingest.append(len(encode(state)))
+        after_round.append(len(encode(on_round(state, 1, at, program, now).state)))
+    return sum(after_ingest) / len(after_ingest), sum(after_round) / len(after_round)
+
+
+def io_floor(run: dict[str, Any], baseline_seconds: float, seconds: float,
+             state_bytes: float) -> dict[str, Any]:
+    """A floor run against the baseline and the pipeline's own time."""
+    floor = run["last"] - run["t0"]
+    return {"seconds": round(floor, 3), "runs_seconds": run["runs_seconds"],
+            "state_avg_bytes": round(state_bytes, 1),
+            # The ratio a worker would reach that did nothing but this I/O.
+            "ratio_ceiling": round(baseline_seconds / floor, 4),
+            # The pipeline's throughput against the floor's.
+            "share": round(floor / seconds, 4)}
+
+
 async def publish_round(bootstrap: str, topic: str, event_id: str) -> None:
     """The deadline event of guidance round 1 at ROUND_AT."""
     deadline = {"event_id": event_id, "kind": "guidance_round", "round": 1, "at": ROUND_AT}
@@ -282,13 +316,16 @@ async def create_topic(bootstrap: str, topic: str) -> None:
 
 
 async def run_baseline(mode: str, bootstrap: str, counter: RecordCounter, dest: str, n: int,
-                       size: int, timeout: float, stall: float, source: str | None = None
-                       ) -> dict[str, float]:
+                       size: int, timeout: float, stall: float, source: str | None = None,
+                       state_size: float = 0) -> dict[str, float]:
     """Run bench/baseline.py in its own process; its t0, and the first and last output
-    the counter sees."""
+    the counter sees. With `state_size`, the I/O floor: a state record per record too."""
     args = [sys.executable, str(BENCH / "baseline.py"), mode, "--bootstrap", bootstrap,
             "--dest", dest, "--n", str(n), "--size", str(max(16, int(size))),
             "--timeout", str(timeout)]
+    if state_size:
+        args += ["--state-size", str(int(state_size))]
+        n *= 2
     if source:
         args += ["--source", source]
     proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE)
@@ -387,20 +424,22 @@ async def phases(args: argparse.Namespace, bootstrap: str, broker_pid: int | Non
         return await c.start()
 
     async def baseline(mode: str, size: float, source: str | None = None,
-                       prefix: str = PREFIX, count: int | None = None, runs: int = 1
-                       ) -> dict[str, Any]:
+                       prefix: str = PREFIX, count: int | None = None, runs: int = 1,
+                       state_size: float = 0) -> dict[str, Any]:
         """The raw-aiokafka baseline of `mode`, `runs` times, each onto a topic of its
         own: the median run, with the seconds of all (`runs_seconds`). At 20,000 records
         a run takes about a second, and single runs varied from 26,000 to 42,000/s."""
         done = []
         for run in range(runs):
-            topic = f"{prefix}baseline.{mode}-out" + (f"-{run}" if run else "")
+            topic = f"{prefix}baseline.{mode}{'-floor' if state_size else ''}-out" + (
+                f"-{run}" if run else "")
             await create_topic(bootstrap, topic)
             base_counter = await counter([topic])
             try:
                 done.append(await run_baseline(mode, bootstrap, base_counter, topic,
                                                n if count is None else count, size, timeout,
-                                               stall, source=source))
+                                               stall, source=source,
+                                               state_size=state_size))
             finally:
                 await base_counter.stop()
         median = sorted(done, key=lambda b: b["last"] - b["t0"])[len(done) // 2]
@@ -493,6 +532,10 @@ async def phases(args: argparse.Namespace, bootstrap: str, broker_pid: int | Non
                        runs=args.baseline_runs)
     base_eps = n / max(b["last"] - b["t0"], 1e-6)
     step(f"ingest baseline: {base_eps:.0f}/s (median of runs of {b['runs_seconds']} s)")
+    ingest_state, round_state = state_sizes(settings, n)
+    step(f"ingest I/O floor: the baseline with a {ingest_state:.0f}-byte state per event")
+    floor = await baseline("ingest", decision_size, source=names.cancellations,
+                           runs=args.baseline_runs, state_size=ingest_state)
     results["ingest"] = {
         "ratio": round(ours_eps / base_eps, 4),
         "events_per_second": round(ours_eps, 1),
@@ -500,6 +543,7 @@ async def phases(args: argparse.Namespace, bootstrap: str, broker_pid: int | Non
         "seconds": round(last - t_ready, 3),
         "baseline_seconds": round(b["last"] - b["t0"], 3),
         "baseline_runs_seconds": b["runs_seconds"],
+        "io_floor": io_floor(floor, b["last"] - b["t0"], last - t_ready, ingest_state),
         "seconds_first_to_last_decision": round(last - first, 3),
         "worker_start_seconds": round(t_ready - t_launch, 3),
         "publish_seconds": round(publish_seconds, 3),
@@ -550,12 +594,15 @@ async def phases(args: argparse.Namespace, bootstrap: str, broker_pid: int | Non
     b = await baseline("fanout", task_size, runs=args.baseline_runs)
     base_seconds = b["last"] - b["t0"]
     step(f"fan-out baseline: {base_seconds:.2f}s (median of {b['runs_seconds']})")
+    step(f"fan-out I/O floor: the baseline with a {round_state:.0f}-byte state per task")
+    floor = await baseline("fanout", task_size, runs=args.baseline_runs, state_size=round_state)
     results["fanout"] = {
         # Throughput, pipeline / baseline, like ingest's: 0.5 = half the raw speed.
         "ratio": round(base_seconds / fan_seconds, 4),
         "seconds": round(fan_seconds, 3),
         "baseline_seconds": round(base_seconds, 3),
         "baseline_runs_seconds": b["runs_seconds"],
+        "io_floor": io_floor(floor, base_seconds, fan_seconds, round_state),
         "seconds_until_all_partitions_reported": round(t_progress - t0, 3),
         "tasks": sms + email, "sms": sms, "email": email,
         "tasks_per_second": round((sms + email) / fan_seconds, 1),
@@ -751,13 +798,21 @@ async def latency(args: argparse.Namespace, bootstrap: str, source: str, dest: s
 
 def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     i, f, lat, m, rec = r["ingest"], r["fanout"], r["latency"], r["memory"], r["recovery"]
+
+    def floor(phase: dict[str, Any], what: str, rate: str) -> list[tuple[str, str, str, str]]:
+        fl = phase.get("io_floor")
+        return [(f"{what}, against its I/O floor (+ a state each)", f"{phase[rate]:,.0f}",
+                 f"{r['n'] / fl['seconds']:,.0f}", f"{fl['share']:.3f}")] if fl else []
+
     return [
         ("ingest (decisions/s)", f"{i['events_per_second']:,.0f}",
          f"{i['baseline_events_per_second']:,.0f}", f"{i['ratio']:.3f}"),
+        *floor(i, "ingest", "events_per_second"),
         ("fan-out (s for N tasks)", f"{f['seconds']:.2f}", f"{f['baseline_seconds']:.2f}",
          ""),
         ("fan-out (tasks/s)", f"{f['tasks_per_second']:,.0f}",
          f"{f['baseline_tasks_per_second']:,.0f}", f"{f['ratio']:.3f}"),
+        *floor(f, "fan-out", "tasks_per_second"),
         ("latency p50 / p99 / max (ms)",
          f"{lat['p50_ms']} / {lat['p99_ms']} / {lat['max_ms']}",
          "{p50_ms} / {p99_ms} / {max_ms}".format(**lat["baseline"])
@@ -794,6 +849,18 @@ def warmup_text(w: dict[str, Any]) -> str:
             f"{w['seconds']} s; broker CPU {cpu_text(w['broker_cpu_seconds'])}.")
 
 
+def floor_text(i: dict[str, Any], f: dict[str, Any]) -> str:
+    fi, ff = i["io_floor"], f["io_floor"]
+    return ("- I/O floors: each baseline again, writing after each record a state of the "
+            "size the worker writes to its changelog (the pipeline's rules on a sample: "
+            f"{fi['state_avg_bytes']:.0f} bytes after the ingest, "
+            f"{ff['state_avg_bytes']:.0f} after the round; medians of runs of "
+            f"{fi['runs_seconds']} and {ff['runs_seconds']} s). A worker doing nothing but "
+            f"that I/O would reach a ratio of {fi['ratio_ceiling']:.3f} (ingest) and "
+            f"{ff['ratio_ceiling']:.3f} (fan-out); the pipeline reaches {fi['share']:.3f} and "
+            f"{ff['share']:.3f} of the floors' throughput.")
+
+
 def markdown(r: dict[str, Any]) -> str:
     m = r["machine"]
     lines = [f"# Benchmark: {r['n']:,} customers, {r['broker']} ({r['processing_guarantee']})",
@@ -828,6 +895,7 @@ def markdown(r: dict[str, Any]) -> str:
               f"reported after {f['seconds_until_all_partitions_reported']} s; worker CPU "
               f"{cpu_text(f['worker_cpu_seconds'])}, broker CPU "
               f"{cpu_text(f['broker_cpu_seconds'])}.",
+              *([floor_text(i, f)] if "io_floor" in i and "io_floor" in f else []),
               f"- memory: idle worker {r['memory']['idle_rss_bytes'] / 2**20:.1f} MiB; "
               f"RSS after fan-out {r['memory']['rss_after_fanout_bytes'] / 2**20:.1f} MiB.",
               f"- recovery: SIGKILL, then a fresh worker (empty data dir); includes waiting "
