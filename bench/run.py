@@ -45,11 +45,12 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
 
 from bench.counter import RecordCounter  # noqa: E402
 from brokers.tansu import embedded_broker, free_port  # noqa: E402
-from rules.customer import on_cancellation, on_round  # noqa: E402
+from rules.customer import on_cancellation  # noqa: E402
 from schemas.events import Cancellation  # noqa: E402
 from streams.admin import ensure_topics  # noqa: E402
 from streams.codec import parse  # noqa: E402
 from streams.encoded import encode  # noqa: E402
+from streams.rounds import Round, apply_round  # noqa: E402
 from streams.runner import WorkerProcess  # noqa: E402
 from streams.settings import Settings  # noqa: E402
 from streams.topics import TopicNames  # noqa: E402
@@ -244,17 +245,17 @@ def cancellation(tag: str, i: int) -> tuple[bytes, bytes]:
 def state_sizes(settings: Settings, n: int, samples: int = 500) -> tuple[float, float]:
     """The average bytes of a customer's stored state after the ingest and after the
     round, as the worker writes them to its table's changelog: the pipeline's own rules
-    on a sample of the bench's customers (for the I/O floors)."""
+    on a sample of the bench's customers (for the I/O floors). The round's states come
+    from `apply_round`, what the worker's round pool runs."""
     program = settings.program()
     now = datetime.now(UTC)
-    at = datetime.fromisoformat(ROUND_AT)
-    after_ingest, after_round = [], []
-    for i in range(0, n, max(1, n // samples)):
-        state = on_cancellation(None, parse(Cancellation, cancellation("B", i)[1]), 0,
-                                program, now).state
-        after_ingest.append(len(encode(state)))
-        after_round.append(len(encode(on_round(state, 1, at, program, now).state)))
-    return sum(after_ingest) / len(after_ingest), sum(after_round) / len(after_round)
+    stored = [encode(on_cancellation(None, parse(Cancellation, cancellation("B", i)[1]), 0,
+                                     program, now).state)
+              for i in range(0, n, max(1, n // samples))]
+    job = Round("guidance_round", 1, datetime.fromisoformat(ROUND_AT), now=now)
+    after_round = [state for _, _, state in apply_round(stored, job, program)[0] if state]
+    return (sum(map(len, stored)) / len(stored),
+            sum(map(len, after_round)) / max(1, len(after_round)))
 
 
 def io_floor(run: dict[str, Any], baseline_seconds: float, seconds: float,
