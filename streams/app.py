@@ -88,6 +88,8 @@ class Pipeline:
             # Bigger produce requests for a round's fan-out (Faust's default is 16 KiB).
             producer_max_batch_size=settings.producer_batch_bytes,
             producer_linger=settings.producer_linger_ms / 1000,
+            producer_compression_type=None if settings.compression == "none"
+            else settings.compression,
             broker_commit_interval=settings.commit_interval,
         )
         n = settings.partitions

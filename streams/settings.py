@@ -14,6 +14,7 @@ from faust.types.auth import CredentialsT, SASLMechanism
 from rules.program import Program, SendWindow, load_program
 
 ENV_PREFIX = "WAIVER_"
+COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,9 @@ class Settings:
     # the linger while a request is in flight.
     producer_batch_bytes: int = 256 * 1024
     producer_linger_ms: float = 2.0
+    # Compression of the worker's produce batches (outputs and changelogs): none | gzip |
+    # snappy | lz4 | zstd. Every consumer of the outputs must read it (docs/deploy.md).
+    compression: str = "none"
     # How often processed offsets are committed. Under exactly-once this is also when
     # outputs become visible to read_committed consumers: it bounds their latency.
     # Unset: 100 ms under exactly-once, 2800 ms (Faust's default) under at-least-once,
@@ -64,6 +68,11 @@ class Settings:
     sasl_username: str | None = None
     sasl_password: str | None = field(default=None, repr=False)
     ssl_cafile: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.compression not in COMPRESSIONS:
+            raise ValueError(f"{ENV_PREFIX}COMPRESSION: {self.compression!r} is not one of "
+                             f"{', '.join(COMPRESSIONS)}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":

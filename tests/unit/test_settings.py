@@ -1,6 +1,7 @@
 import ssl
 
 import pytest
+from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 
 from streams.settings import Settings
 
@@ -25,6 +26,27 @@ def test_commit_interval_follows_the_guarantee_unless_set() -> None:
     assert settings.commit_interval_ms == 500.0 and settings.commit_interval == 0.5
     with pytest.raises(ValueError, match="WAIVER_COMMIT_INTERVAL_MS"):
         Settings.from_env({"WAIVER_COMMIT_INTERVAL_MS": "soon"})
+
+
+def test_compression_reaches_the_producers_and_reads_back() -> None:
+    from streams.app import Pipeline
+
+    app = Pipeline(Settings(topic_prefix="unit-zstd.", compression="zstd")).app
+    assert app.conf.producer_compression_type == "zstd"
+    assert Pipeline(Settings(topic_prefix="unit-plain.")).app.conf.producer_compression_type \
+        is None
+    # The codec is installed: a batch as the producer builds it decodes to its records.
+    batch = DefaultRecordBatchBuilder(magic=2, compression_type=DefaultRecordBatch.CODEC_ZSTD,
+                                      is_transactional=0, producer_id=-1, producer_epoch=-1,
+                                      base_sequence=-1, batch_size=1 << 20)
+    values = [f"{i} 고객님께 환급을 안내해 드립니다".encode() * 20 for i in range(50)]
+    for i, value in enumerate(values):
+        batch.append(i, timestamp=None, key=b"C1", value=value, headers=[])
+    data = batch.build()
+    assert len(data) < sum(map(len, values)) / 5
+    assert [record.value for record in DefaultRecordBatch(data)] == values
+    with pytest.raises(ValueError, match="WAIVER_COMPRESSION: 'brotli'"):
+        Settings.from_env({"WAIVER_COMPRESSION": "brotli"})
 
 
 def test_plaintext_needs_no_credentials() -> None:
