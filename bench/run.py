@@ -49,7 +49,7 @@ from rules.customer import on_cancellation  # noqa: E402
 from schemas.events import Cancellation  # noqa: E402
 from streams.admin import ensure_topics  # noqa: E402
 from streams.codec import parse  # noqa: E402
-from streams.encoded import encode  # noqa: E402
+from streams.encoded import encode_state  # noqa: E402
 from streams.rounds import Round, apply_round  # noqa: E402
 from streams.runner import WorkerProcess  # noqa: E402
 from streams.settings import Settings  # noqa: E402
@@ -249,7 +249,7 @@ def state_sizes(settings: Settings, n: int, samples: int = 500) -> tuple[float, 
     from `apply_round`, what the worker's round pool runs."""
     program = settings.program()
     now = datetime.now(UTC)
-    stored = [encode(on_cancellation(None, parse(Cancellation, cancellation("B", i)[1]), 0,
+    stored = [encode_state(on_cancellation(None, parse(Cancellation, cancellation("B", i)[1]), 0,
                                      program, now).state)
               for i in range(0, n, max(1, n // samples))]
     job = Round("guidance_round", 1, datetime.fromisoformat(ROUND_AT), now=now)

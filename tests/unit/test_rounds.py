@@ -17,7 +17,7 @@ from rules.program import load_program
 from schemas.outputs import Notification
 from schemas.state import CustomerState
 from streams import rounds
-from streams.encoded import encode
+from streams.encoded import encode_state
 from streams.rounds import Round, RoundPool, apply_round, available_cpus
 from tests.factories import cancellation
 
@@ -41,7 +41,7 @@ def population(n: int) -> list[bytes]:
         state = on_cancellation(None, event, 0, PROGRAM, NOW).state
         if i == 4:
             state = on_round(state, 1, NOW, PROGRAM, NOW).state
-        states.append(encode(state))
+        states.append(encode_state(state))
     return states
 
 
