@@ -249,8 +249,8 @@ def state_sizes(settings: Settings, n: int, samples: int = 500) -> tuple[float, 
     from `apply_round`, what the worker's round pool runs."""
     program = settings.program()
     now = datetime.now(UTC)
-    stored = [encode_state(on_cancellation(None, parse(Cancellation, cancellation("B", i)[1]), 0,
-                                     program, now).state)
+    stored = [encode_state(on_cancellation(None, parse(Cancellation, cancellation("B", i)[1]),
+                                           0, program, now).state)
               for i in range(0, n, max(1, n // samples))]
     job = Round("guidance_round", 1, datetime.fromisoformat(ROUND_AT), now=now)
     after_round = [state for _, _, state in apply_round(stored, job, program)[0] if state]
