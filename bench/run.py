@@ -259,11 +259,11 @@ def state_sizes(settings: Settings, n: int, samples: int = 500) -> tuple[float, 
 
 
 def io_floor(run: dict[str, Any], baseline_seconds: float, seconds: float,
-             state_bytes: float) -> dict[str, Any]:
+             state_bytes: float | None = None) -> dict[str, Any]:
     """A floor run against the baseline and the pipeline's own time."""
     floor = run["last"] - run["t0"]
     return {"seconds": round(floor, 3), "runs_seconds": run["runs_seconds"],
-            "state_avg_bytes": round(state_bytes, 1),
+            **({} if state_bytes is None else {"state_avg_bytes": round(state_bytes, 1)}),
             # The ratio a worker would reach that did nothing but this I/O.
             "ratio_ceiling": round(baseline_seconds / floor, 4),
             # The pipeline's throughput against the floor's.
@@ -319,9 +319,11 @@ async def create_topic(bootstrap: str, topic: str) -> None:
 async def run_baseline(mode: str, bootstrap: str, counter: RecordCounter, dest: str, n: int,
                        size: int, timeout: float, stall: float, source: str | None = None,
                        state_size: float = 0) -> dict[str, float]:
-    """Run bench/baseline.py in its own process; its t0, and the first and last output
-    the counter sees. With `state_size`, the I/O floor: a state record per record too."""
-    args = [sys.executable, str(BENCH / "baseline.py"), mode, "--bootstrap", bootstrap,
+    """Run bench/baseline.py in its own process (bench/faust_relay.py for mode "faust");
+    its t0, and the first and last output the counter sees. With `state_size`, the I/O
+    floor: a state record per record too."""
+    script = ["faust_relay.py"] if mode == "faust" else ["baseline.py", mode]
+    args = [sys.executable, str(BENCH / script[0]), *script[1:], "--bootstrap", bootstrap,
             "--dest", dest, "--n", str(n), "--size", str(max(16, int(size))),
             "--timeout", str(timeout)]
     if state_size:
@@ -537,6 +539,9 @@ async def phases(args: argparse.Namespace, bootstrap: str, broker_pid: int | Non
     step(f"ingest I/O floor: the baseline with a {ingest_state:.0f}-byte state per event")
     floor = await baseline("ingest", decision_size, source=names.cancellations,
                            runs=args.baseline_runs, state_size=ingest_state)
+    step("ingest Faust floor: a Faust agent doing the baseline's job (bench/faust_relay.py)")
+    faust_run = await baseline("faust", decision_size, source=names.cancellations,
+                               runs=args.baseline_runs)
     results["ingest"] = {
         "ratio": round(ours_eps / base_eps, 4),
         "events_per_second": round(ours_eps, 1),
@@ -545,6 +550,7 @@ async def phases(args: argparse.Namespace, bootstrap: str, broker_pid: int | Non
         "baseline_seconds": round(b["last"] - b["t0"], 3),
         "baseline_runs_seconds": b["runs_seconds"],
         "io_floor": io_floor(floor, b["last"] - b["t0"], last - t_ready, ingest_state),
+        "faust_floor": io_floor(faust_run, b["last"] - b["t0"], last - t_ready),
         "seconds_first_to_last_decision": round(last - first, 3),
         "worker_start_seconds": round(t_ready - t_launch, 3),
         "publish_seconds": round(publish_seconds, 3),
@@ -800,15 +806,19 @@ async def latency(args: argparse.Namespace, bootstrap: str, source: str, dest: s
 def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     i, f, lat, m, rec = r["ingest"], r["fanout"], r["latency"], r["memory"], r["recovery"]
 
-    def floor(phase: dict[str, Any], what: str, rate: str) -> list[tuple[str, str, str, str]]:
-        fl = phase.get("io_floor")
-        return [(f"{what}, against its I/O floor (+ a state each)", f"{phase[rate]:,.0f}",
+    def floor(phase: dict[str, Any], what: str, rate: str, key: str = "io_floor",
+              against: str = "its I/O floor (+ a state each)"
+              ) -> list[tuple[str, str, str, str]]:
+        fl = phase.get(key)
+        return [(f"{what}, against {against}", f"{phase[rate]:,.0f}",
                  f"{r['n'] / fl['seconds']:,.0f}", f"{fl['share']:.3f}")] if fl else []
 
     return [
         ("ingest (decisions/s)", f"{i['events_per_second']:,.0f}",
          f"{i['baseline_events_per_second']:,.0f}", f"{i['ratio']:.3f}"),
         *floor(i, "ingest", "events_per_second"),
+        *floor(i, "ingest", "events_per_second", "faust_floor",
+               "a Faust agent doing the baseline's job"),
         ("fan-out (s for N tasks)", f"{f['seconds']:.2f}", f"{f['baseline_seconds']:.2f}",
          ""),
         ("fan-out (tasks/s)", f"{f['tasks_per_second']:,.0f}",
@@ -862,6 +872,15 @@ def floor_text(i: dict[str, Any], f: dict[str, Any]) -> str:
             f"{ff['share']:.3f} of the floors' throughput.")
 
 
+def faust_floor_text(ff: dict[str, Any]) -> str:
+    return ("- Faust floor (bench/faust_relay.py): a Faust agent with the worker's Faust "
+            "settings and patches, taking the events in batches as the worker does and "
+            "sending one record per event like the ingest baseline, with no rules and no "
+            f"state (median of runs of {ff['runs_seconds']} s). It reaches a ratio of "
+            f"{ff['ratio_ceiling']:.3f}, the ceiling for an ingest through Faust's "
+            f"delivery; the pipeline reaches {ff['share']:.3f} of its throughput.")
+
+
 def markdown(r: dict[str, Any]) -> str:
     m = r["machine"]
     lines = [f"# Benchmark: {r['n']:,} customers, {r['broker']} ({r['processing_guarantee']})",
@@ -897,6 +916,7 @@ def markdown(r: dict[str, Any]) -> str:
               f"{cpu_text(f['worker_cpu_seconds'])}, broker CPU "
               f"{cpu_text(f['broker_cpu_seconds'])}.",
               *([floor_text(i, f)] if "io_floor" in i and "io_floor" in f else []),
+              *([faust_floor_text(i["faust_floor"])] if "faust_floor" in i else []),
               f"- memory: idle worker {r['memory']['idle_rss_bytes'] / 2**20:.1f} MiB; "
               f"RSS after fan-out {r['memory']['rss_after_fanout_bytes'] / 2**20:.1f} MiB.",
               f"- recovery: SIGKILL, then a fresh worker (empty data dir); includes waiting "
