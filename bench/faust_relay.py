@@ -29,25 +29,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import faust
 
 from bench.baseline import payload, say
-from streams import faust_fixes, fetch_sessions
+from streams.app import faust_app
 from streams.batches import take_batches
 from streams.settings import Settings
 
 
 def build(args: argparse.Namespace, data_dir: str) -> faust.App:
-    settings = Settings(session_timeout=6.0)
-    faust_fixes.install(settings.fetch_max_wait_ms)
-    fetch_sessions.install()
-    app = faust.App(
-        f"bench-faust-relay-{uuid.uuid4().hex[:8]}", broker=f"kafka://{args.bootstrap}",
-        store="memory://", processing_guarantee="at_least_once",
-        broker_session_timeout=settings.session_timeout,
-        broker_heartbeat_interval=settings.session_timeout / 4,
-        consumer_auto_offset_reset="earliest", producer_acks=-1,
-        producer_max_batch_size=settings.producer_batch_bytes,
-        producer_linger=settings.producer_linger_ms / 1000,
-        broker_commit_interval=settings.commit_interval, web_enabled=False,
-        datadir=data_dir)
+    # The worker's Faust app (at-least-once by default), in a consumer group of its own.
+    settings = Settings(broker=f"kafka://{args.bootstrap}", session_timeout=6.0,
+                        app_id=f"bench-faust-relay-{uuid.uuid4().hex[:8]}", data_dir=data_dir)
+    app = faust_app(settings, web_enabled=False)
     source = app.topic(args.source, key_type=bytes, value_type=bytes, key_serializer="raw",
                        value_serializer="raw")
     out = payload(args.size, 0)

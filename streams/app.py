@@ -49,10 +49,43 @@ def partition_for(customer_id: str, partitions: int) -> int:
     return (murmur2(customer_id.encode()) & 0x7FFFFFFF) % partitions
 
 
+def faust_app(settings: Settings, **overrides: Any) -> faust.App:
+    """The worker's Faust app for these settings, with its patches installed (also the
+    bench's Faust floor, bench/faust_relay.py: the same settings and patches)."""
+    faust_fixes.install(settings.fetch_max_wait_ms)
+    fetch_sessions.install()
+    return faust.App(
+        settings.application_id,
+        broker=settings.broker,
+        store="memory://",
+        processing_guarantee=settings.processing_guarantee,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=max(1.0, settings.session_timeout / 4),
+        consumer_auto_offset_reset="earliest",
+        key_serializer="raw",
+        value_serializer="json",
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        datadir=settings.data_dir,
+        canonical_url=settings.url,
+        broker_credentials=settings.credentials(),
+        producer_acks=-1,
+        consumer_group_instance_id=settings.instance_id,
+        # Bigger produce requests for a round's fan-out (Faust's default is 16 KiB).
+        producer_max_batch_size=settings.producer_batch_bytes,
+        producer_linger=settings.producer_linger_ms / 1000,
+        producer_compression_type=None if settings.compression == "none"
+        else settings.compression,
+        broker_commit_interval=settings.commit_interval,
+        **overrides,
+    )
+
+
 class Pipeline:
     def __init__(self, settings: Settings) -> None:
-        faust_fixes.install(settings.fetch_max_wait_ms)
-        fetch_sessions.install()
         self.settings = settings
         self.program = settings.program()
         self.names = TopicNames(settings.topic_prefix)
@@ -65,33 +98,7 @@ class Pipeline:
         processes = settings.round_processes
         self.rounds = RoundPool(self.program, available_cpus() if processes is None
                                 else processes, settings.round_pool_min)
-        self.app = faust.App(
-            settings.application_id,
-            broker=settings.broker,
-            store="memory://",
-            processing_guarantee=settings.processing_guarantee,
-            topic_partitions=settings.partitions,
-            topic_replication_factor=settings.replication_factor,
-            broker_session_timeout=settings.session_timeout,
-            broker_heartbeat_interval=max(1.0, settings.session_timeout / 4),
-            consumer_auto_offset_reset="earliest",
-            key_serializer="raw",
-            value_serializer="json",
-            web_host=settings.web_host,
-            web_port=settings.web_port,
-            web_bind=settings.web_host,
-            datadir=settings.data_dir,
-            canonical_url=settings.url,
-            broker_credentials=settings.credentials(),
-            producer_acks=-1,
-            consumer_group_instance_id=settings.instance_id,
-            # Bigger produce requests for a round's fan-out (Faust's default is 16 KiB).
-            producer_max_batch_size=settings.producer_batch_bytes,
-            producer_linger=settings.producer_linger_ms / 1000,
-            producer_compression_type=None if settings.compression == "none"
-            else settings.compression,
-            broker_commit_interval=settings.commit_interval,
-        )
+        self.app = faust_app(settings)
         n = settings.partitions
         raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
                "value_serializer": "raw", "partitions": n}
