@@ -30,10 +30,8 @@ class Delivery(BaseModel):
 
 class CustomerState(BaseModel):
     customer_id: str
-    # Partition of the customer's events: the fan-out of a round walks one
-    # partition's customers, so each state records where it lives. Required, so that
-    # the stored JSON, which leaves defaults out, always has it (second, for
-    # streams.agents.customers.stored_partition).
+    # Partition of the customer's events, where its state lives. Required, so that
+    # the stored JSON, which leaves defaults out, always has it.
     partition: int
     cancellation: Cancellation | None = None
     decision: Decision | None = None

@@ -10,18 +10,19 @@ import logging
 import signal
 import sys
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
 from aiokafka.partitioner import murmur2
 
-from streams import faust_fixes, fetch_sessions, web
+from streams import faust_fixes, fetch_sessions, state_store, web
 from streams.metrics import Metrics
 from streams.rounds import RoundPool, available_cpus
 from streams.settings import Settings
 from streams.topics import TopicNames
-from streams.writer import PendingWrites
+from streams.writer import Committer, PendingWrites
 
 log = logging.getLogger("waiver")
 
@@ -49,12 +50,25 @@ def partition_for(customer_id: str, partitions: int) -> int:
     return (murmur2(customer_id.encode()) & 0x7FFFFFFF) % partitions
 
 
+class App(faust.App):
+    """Faust's app, told when a transaction of the worker commits (faust_fixes)."""
+
+    def on_transaction_committed(self, transactional_id: str) -> None:
+        for callback in self.transaction_listeners:
+            callback(transactional_id)
+
+    @property
+    def transaction_listeners(self) -> list[Callable[[str], None]]:
+        return self.__dict__.setdefault("_transaction_listeners", [])
+
+
 def faust_app(settings: Settings, **overrides: Any) -> faust.App:
     """The worker's Faust app for these settings, with its patches installed (also the
     bench's Faust floor, bench/faust_relay.py: the same settings and patches)."""
     faust_fixes.install(settings.fetch_max_wait_ms)
     fetch_sessions.install()
-    return faust.App(
+    state_store.register()
+    return App(
         settings.application_id,
         broker=settings.broker,
         store="memory://",
@@ -86,6 +100,9 @@ def faust_app(settings: Settings, **overrides: Any) -> faust.App:
 
 class Pipeline:
     def __init__(self, settings: Settings) -> None:
+        if settings.processing_guarantee == "auto":
+            raise ValueError("the processing guarantee is decided with the broker first "
+                             "(streams.guarantee.resolve)")
         self.settings = settings
         self.program = settings.program()
         self.names = TopicNames(settings.topic_prefix)
@@ -99,6 +116,8 @@ class Pipeline:
         self.rounds = RoundPool(self.program, available_cpus() if processes is None
                                 else processes, settings.round_pool_min)
         self.app = faust_app(settings)
+        self.committer = Committer()  # exactly-once: table stages by transaction
+        self.app.transaction_listeners.append(self.committer.committed)
         n = settings.partitions
         raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
                "value_serializer": "raw", "partitions": n}
@@ -109,14 +128,18 @@ class Pipeline:
         self.deadlines = self.app.topic(names.deadlines, **raw)
         self.round_triggers = self.app.topic(names.round_triggers, internal=True, **raw)
         self.rerouted = self.app.topic(names.rerouted, internal=True, **raw)
+        # Both tables in RocksDB (or memory), by partition, holding only what Kafka
+        # has committed (streams/state_store.py).
+        store = {"store": f"{state_store.SCHEME}://local",
+                 "options": {"backend": settings.store}}
         # States as the JSON bytes of CustomerState: a quarter of the memory of a dict
         # tree, and no second encoding for the changelog.
         self.customers = self.app.Table("customers", default=None, partitions=n, key_type=str,
-                                        value_type=bytes)
+                                        value_type=bytes, **store)
         # Per partition (key: str(partition)), the rounds whose fan-out completed there:
         # a redelivered or republished round is then a no-op.
         self.rounds_done = self.app.Table("rounds-done", default=None, partitions=n,
-                                          key_type=str)
+                                          key_type=str, **store)
 
         @self.app.task
         async def freeze_startup_objects() -> None:

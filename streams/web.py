@@ -18,6 +18,7 @@ from faust.web import Request, Response, View
 
 from schemas.state import CustomerState
 from streams.privacy import mask_email, mask_name, mask_phone
+from streams.writer import store_of
 
 if TYPE_CHECKING:
     from streams.app import Pipeline
@@ -109,7 +110,7 @@ def attach(p: "Pipeline") -> None:
                                                    request)
             except SameNode:
                 pass
-            stored = p.customers.get(customer_id)
+            stored = store_of(p.customers).get_in(p.partition_for(customer_id), customer_id)
             if stored is None:
                 return self.json({"error": "unknown customer"}, status=404)
             state = CustomerState.model_validate_json(stored)
@@ -146,7 +147,7 @@ def ops_figures(p: "Pipeline") -> dict[str, Any]:
     """This worker's figures for the ops page."""
     snapshot = p.metrics.snapshot()
     owned = sorted(p.owned_partitions())
-    done_here = [p.rounds_done.get(str(part)) or {} for part in owned]
+    done_here = [store_of(p.rounds_done).get_in(part, str(part)) or {} for part in owned]
     rounds = []
     for round_no in sorted(p.program.rounds):
         finished = [done[str(round_no)] for done in done_here if str(round_no) in done]

@@ -24,15 +24,18 @@ changes. Each such write finishes after the one before it on its partition, so
 changelogs and acks stay in order; a partition with 4 unfinished writes makes the
 agent wait.
 
-Table changes are staged in the writer until the end: later events of the batch
-read them through `get` and `items`.
+Table changes are kept in the writer until the end: later events of the batch read
+them through `get` and `items`. At the end they are staged in the table's store
+(streams/state_store.py), where later batches read them, and written to its local
+backend only once Kafka holds them for good: after the transaction's commit
+(`Committer`), or after the changelog's acks.
 """
 
 import asyncio
 import logging
 import os
 from collections import deque
-from collections.abc import Hashable, Iterable, Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -42,6 +45,7 @@ if TYPE_CHECKING:
     from faust.types import EventT, TableT
 
     from streams.app import Pipeline
+    from streams.state_store import PartitionedStore, Stage
 
 
 # Records for one partition from which a writer sends them as one aiokafka batch
@@ -100,10 +104,37 @@ class TransactionUnavailable(KafkaError):
     """The events' transaction is gone (their partition was revoked): reprocess later."""
 
 
-def store_dict(table: "TableT") -> dict[Any, Any]:
-    """The memory store's own dict: its mapping interface costs a few µs per item."""
-    store = table.data
-    return getattr(store, "data", store)
+def store_of(table: "TableT") -> "PartitionedStore":
+    return table.data  # type: ignore[return-value]
+
+
+class Committer:
+    """Under exactly-once, the stages each open transaction holds: written to their
+    stores' backends when the transaction commits (faust_fixes: the commit calls
+    `committed`). A transaction that never commits (its producer fenced, the worker
+    killed) leaves its stages unwritten, as Kafka leaves its records invisible."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, list[tuple[Stage, list[Sent]]]] = {}
+
+    def add(self, transactional_id: str, stage: "Stage", sent: "list[Sent]") -> None:
+        self._open.setdefault(transactional_id, []).append((stage, sent))
+
+    def committed(self, transactional_id: str) -> None:
+        for stage, sent in self._open.pop(transactional_id, ()):
+            stage.commit(last_offset(sent))
+
+
+# A record batch handed to the producer: its future (the RecordMetadata of its first
+# record) and how many records it holds.
+Sent = tuple["asyncio.Future[Any]", int]
+
+
+def last_offset(sent: "list[Sent]") -> int | None:
+    """The offset of the last record of these acknowledged batches."""
+    offsets = [future.result().offset + count - 1 for future, count in sent
+               if future.done() and not future.cancelled() and future.exception() is None]
+    return max(offsets, default=None)
 
 
 def batch_key(app: Any, event: "EventT") -> tuple[str, int]:
@@ -118,7 +149,9 @@ class EventWriter:
         self.events = events
         self.partition = events[0].message.partition
         self.exactly_once = pipeline.settings.processing_guarantee == "exactly_once"
-        self._futures: list[Any] = []  # one per record batch sent
+        self._committer = pipeline.committer
+        self._sent: dict[tuple[str, int], list[Sent]] = {}  # record batches sent, by tp
+        self._counts: dict[tuple[str, int], int] = {}  # records in the batch being built
         # (topic, partition) -> records not yet handed to the producer. From BATCH_MIN
         # records on, they go into an aiokafka BatchBuilder instead of a list.
         self._records: dict[tuple[str, int], list[tuple[bytes | None, bytes, Any]]] = {}
@@ -126,6 +159,8 @@ class EventWriter:
         # (table name, key) -> (table, value): the batch's changes, and the current
         # event's until it is done (a failed event's changes are dropped).
         self._staged: dict[tuple[str, str], tuple[TableT, Any]] = {}
+        # table name -> (table, its staged changes as changelog keys and values)
+        self._changes: dict[str, tuple[TableT, dict[bytes, bytes | None]]] = {}
         self._current: dict[tuple[str, str], tuple[TableT, Any]] = {}
         self._done: list[EventT] = []
         self._lock: asyncio.Lock | None = None
@@ -159,18 +194,26 @@ class EventWriter:
         is a customer of the source partition, so Kafka's default partitioner would
         pick that partition number too, if the topic has as many partitions as the
         customer topics (saves a murmur2 hash)."""
-        if keyed_here and partition is None and self._same_partitioning(topic):
+        if keyed_here and partition is None and self._size(topic) == self._partitions:
             partition = self.partition
+        elif partition is not None:
+            if self._size(topic) is None:
+                await self._producer.client._wait_on_metadata(topic)
+            if partition >= (self._size(topic) or 0):
+                # A topic created with fewer partitions (by hand, or auto-created by
+                # a reader): the default partitioner then, rather than a failed send.
+                partition = None
         await self._append(topic, key, value, partition, headers)
 
-    def _same_partitioning(self, topic: str) -> bool:
+    def _size(self, topic: str) -> int | None:
+        """The topic's partition count, None while the client has no metadata for it."""
         size = self._topic_sizes.get(topic)
         if size is None:
             known = self._producer.client.cluster.partitions_for_topic(topic)
             if not known:
-                return False  # no metadata yet: the client partitions this one
+                return None  # the client partitions this one
             size = self._topic_sizes[topic] = len(known)
-        return size == self._partitions
+        return size
 
     async def _append(self, topic: str, key: bytes | None, value: bytes, partition: int | None,
                       headers: list[tuple[str, bytes]] | None) -> None:
@@ -186,9 +229,13 @@ class EventWriter:
         records = self._records.setdefault(tp, [])
         records.append((key, value, headers))
         if len(records) >= BATCH_MIN:
-            self._batches[tp] = producer.create_batch()
+            self._new_batch(tp)
             for record in self._records.pop(tp):
                 await self._add_to_batch(tp, *record)
+
+    def _new_batch(self, tp: tuple[str, int]) -> None:
+        self._batches[tp] = self._producer.create_batch()
+        self._counts[tp] = 0
 
     async def _add_to_batch(self, tp: tuple[str, int], key: bytes | None, value: bytes,
                             headers: list[tuple[str, bytes]] | None) -> None:
@@ -197,42 +244,46 @@ class EventWriter:
             # Full (producer_batch_bytes): send it, start the next. An empty batch
             # takes any record, however large.
             await self._send_batch(tp)
-            self._batches[tp] = self._producer.create_batch()
+            self._new_batch(tp)
             self._batches[tp].append(timestamp=None, key=key, value=value, headers=headers or [])
+        self._counts[tp] += 1
 
     async def _send_batch(self, tp: tuple[str, int]) -> None:
         batch = self._batches.pop(tp)
-        self._futures.append(await self._producer.send_batch(batch, tp[0], partition=tp[1]))
+        future = await self._producer.send_batch(batch, tp[0], partition=tp[1])
+        self._sent.setdefault(tp, []).append((future, self._counts.pop(tp)))
 
     async def _flush(self) -> None:
         """Hand everything appended so far to the producer."""
-        for (topic, partition), records in self._records.items():
+        for tp, records in self._records.items():
+            sent = self._sent.setdefault(tp, [])
             for key, value, headers in records:
-                self._futures.append(await self._producer.send(
-                    topic, value, key=key, partition=partition, headers=headers))
+                sent.append((await self._producer.send(
+                    tp[0], value, key=key, partition=tp[1], headers=headers), 1))
         self._records.clear()
         for tp in list(self._batches):
             await self._send_batch(tp)
 
+    def _futures(self) -> list[Any]:
+        return [future for sent in self._sent.values() for future, _ in sent]
+
     def get(self, table: "TableT", key: str) -> Any:
-        """`table.get(key)`, as this batch has changed it so far."""
+        """`table.get(key)` in the batch's partition, as this batch has changed it so
+        far."""
         for layer in (self._current, self._staged):
             entry = layer.get((table.name, key))
             if entry is not None:
                 return entry[1]
-        return table.get(key)
+        return store_of(table).get_in(self.partition, key)
 
-    def items(self, table: "TableT", keys: "Iterable[str] | None" = None
-              ) -> Iterator[tuple[str, Any]]:
-        """`table.items()`, as this batch has changed it so far. With `keys`, only those
-        of the table's keys (and every key the batch changed)."""
+    def items(self, table: "TableT") -> Iterator[tuple[str, Any]]:
+        """The (key, value) pairs of the table in the batch's partition, as this batch
+        has changed them so far."""
         changed = {key: value for (name, key), (_, value) in self._staged.items()
                    if name == table.name}
         changed.update((key, value) for (name, key), (_, value) in self._current.items()
                        if name == table.name)
-        store = store_dict(table)
-        pairs = store.items() if keys is None else ((key, store.get(key)) for key in keys)
-        for key, value in pairs:
+        for key, value in store_of(table).items_in(self.partition):
             yield key, changed.pop(key, value)
         yield from changed.items()
 
@@ -256,35 +307,47 @@ class EventWriter:
             if exc_type is not None:
                 return  # nothing acked: the events come again
             await self._flush()
-            # Later batches read these changes from the tables from now on.
-            for (_, key), (table, value) in self._staged.items():
-                table.data[key] = value
+            # Later batches read these changes from the stores from now on.
+            stages = self._stage_tables()
             if self.exactly_once:
                 await self._write_changelog()
+                tid = self._transactional_id()
+                for changelog, stage in stages:
+                    self._committer.add(tid, stage, self._sent.get(changelog, []))
                 # Acked under the lock: the next commit takes these offsets with these
                 # writes.
                 for event in self._done:
                     event.ack()
             else:
-                await self._write_in_background()
+                await self._write_in_background(stages)
         finally:
             if self._lock is not None:
                 self._lock.release()
 
+    def _stage_tables(self) -> "list[tuple[tuple[str, int], Stage]]":
+        """The batch's table changes, encoded as their changelog records, staged in
+        their stores; (changelog partition, stage) per table."""
+        by_table: dict[str, tuple[TableT, dict[bytes, bytes | None]]] = {}
+        for (name, key), (table, value) in self._staged.items():
+            store = store_of(table)
+            changes = by_table.setdefault(name, (table, {}))[1]
+            changes[store.encode_key(key)] = store.encode_value(value)
+        self._changes = by_table
+        return [((table.changelog_topic.get_topic_name(), self.partition),
+                 store_of(table).stage(self.partition, changes))
+                for table, changes in by_table.values()]
+
     async def _write_changelog(self) -> None:
-        """The staged table changes to their changelogs."""
-        serializers = self.app.serializers
-        for (_, key), (table, value) in self._staged.items():
-            # Encoded exactly as Faust encodes changelog records, for its recovery.
-            raw_key = serializers.dumps_key(table.key_type, key,
-                                            serializer=table.key_serializer)
-            raw_value = serializers.dumps_value(table.value_type, value,
-                                                serializer=table.value_serializer)
-            await self._append(table.changelog_topic.get_topic_name(), raw_key, raw_value,
-                               self.partition, None)
+        """The staged table changes to their changelogs, encoded as Faust encodes
+        changelog records, for its recovery."""
+        for table, changes in self._changes.values():
+            topic = table.changelog_topic.get_topic_name()
+            for raw_key, raw_value in changes.items():
+                await self._append(topic, raw_key, raw_value, self.partition, None)
         await self._flush()
 
-    async def _write_in_background(self) -> None:
+    async def _write_in_background(self, stages: "list[tuple[tuple[str, int], Stage]]"
+                                   ) -> None:
         """The changelog records after the outputs' acks, then the events' acks."""
         for event in self._done:
             event.message.incref()  # take_events' ack is then not the last one
@@ -292,19 +355,23 @@ class EventWriter:
         # topics, of any agent) after the one before it.
         await self._pending.make_room(self.partition)
         previous = self._pending.last(self.partition)
-        self._pending.add(self.partition, asyncio.create_task(self._complete(previous)))
+        self._pending.add(self.partition,
+                          asyncio.create_task(self._complete(previous, stages)))
 
-    async def _complete(self, previous: "asyncio.Task[None] | None") -> None:
+    async def _complete(self, previous: "asyncio.Task[None] | None",
+                        stages: "list[tuple[tuple[str, int], Stage]]") -> None:
         try:
-            await asyncio.gather(*self._futures)
+            await asyncio.gather(*self._futures())
             if previous is not None:
                 await previous  # changelogs and acks in the order of the batches
-            self._futures.clear()
+            self._sent.clear()
             await self._write_changelog()
             # The state is acknowledged too before the events are. Faust flushes the
             # producer before a commit, but its flush does not fail on a failed batch:
             # the offsets would be committed without the state that records them.
-            await asyncio.gather(*self._futures)
+            await asyncio.gather(*self._futures())
+            for changelog, stage in stages:
+                stage.commit(last_offset(self._sent.get(changelog, [])))
         except asyncio.CancelledError:
             return  # stopping: the events are not acked, and come again
         except BaseException as exc:

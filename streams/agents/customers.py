@@ -2,7 +2,6 @@
 customers of one partition, applied in order to the customer table."""
 
 import asyncio
-import contextlib
 import json
 from collections import Counter
 from contextlib import aclosing
@@ -29,7 +28,7 @@ from streams.writer import (
     TransactionUnavailable,
     batch_key,
     stop_now,
-    store_dict,
+    store_of,
 )
 
 if TYPE_CHECKING:
@@ -54,14 +53,7 @@ class RoundTrigger(BaseModel):
         return str(self.round) if self.kind == "guidance_round" else self.kind
 
 
-def stored_partition(stored: bytes) -> int:
-    """The partition recorded in a stored state, without parsing all of it: the first
-    `"partition":` in the JSON is the field (a JSON string holds no bare quote)."""
-    at = stored.find(b'"partition":') + 12
-    if at >= 12:
-        with contextlib.suppress(ValueError):
-            return int(stored[at:at + 8].split(b",", 1)[0])
-    return int(json.loads(stored).get("partition", 0))
+HELD_POLL_SECONDS = 0.1
 
 
 def load(stored: bytes | None) -> CustomerState | None:
@@ -163,33 +155,17 @@ def attach(p: "Pipeline") -> None:
         await progress(w, trigger, partition, customers=len(states), sent=sent,
                        unreachable=unreachable, repeat=False)
 
-    # The table's keys by partition, for the rounds of the batch being written (see
-    # one_by_one): a round's triggers for every partition come together, and a scan
-    # of the whole table for each cost 0.5 µs per customer and partition.
-    round_keys: dict[int, list[str]] = {}
-
-    def index_keys(partitions: set[int]) -> None:
-        """Fill round_keys for these partitions, in one pass over the table."""
-        round_keys.update((partition, []) for partition in partitions)
-        for key, value in store_dict(table).items():
-            if value is not None and (
-                    keys := round_keys.get(stored_partition(value))) is not None:
-                keys.append(key)
-
     def customers_per_partition() -> int:
-        """About how many customers a partition's round walks: the table's customers over
-        the partitions it holds here (actives and standbys; customers hash evenly)."""
-        changelog = table.changelog_topic.get_topic_name()
-        assignor = p.app.assignor
-        held = {tp.partition for tp in assignor.assigned_actives() | assignor.assigned_standbys()
-                if tp.topic == changelog}
-        return len(store_dict(table)) // max(1, len(held))
+        """About how many customers a partition's round walks: the average over the
+        customer partitions this worker holds (customers hash evenly)."""
+        store = store_of(table)
+        held = [store.size_in(partition) for partition in range(p.settings.partitions)]
+        held = [n for n in held if n]
+        return sum(held) // max(1, len(held))
 
     def round_states(w: EventWriter, partition: int) -> list[bytes]:
-        """The states of `partition`'s customers, as this batch has changed them (from
-        the batch's index of the table if it has one, else from the whole table)."""
-        return [value for _, value in w.items(table, round_keys.get(partition))
-                if value is not None and stored_partition(value) == partition]
+        """The states of `partition`'s customers, as this batch has changed them."""
+        return [value for _, value in w.items(table) if value is not None]
 
     async def progress(w: EventWriter, trigger: RoundTrigger, partition: int, *,
                        customers: int, sent: int, unreachable: int, repeat: bool) -> None:
@@ -228,17 +204,35 @@ def attach(p: "Pipeline") -> None:
     def is_trigger(event: "EventT") -> bool:
         return event.message.topic == names.round_triggers
 
+    turn = asyncio.Lock()  # a batch, or the release of held triggers: one at a time
+
     async def process(events: "list[EventT]") -> None:
         # A round trigger runs once the customer events before it are in (round_barrier).
-        triggers = [event for event in events if is_trigger(event)]
-        if triggers:  # spawns while the barrier and the table scan run
-            p.rounds.warm_up(customers_per_partition())
-        run_now = {id(event) for event in await barrier.admit(triggers)}
-        admitted = [event for event in events
-                    if not is_trigger(event) or id(event) in run_now]
-        await write_batch(admitted)
+        async with turn:
+            triggers = [event for event in events if is_trigger(event)]
+            if triggers:  # spawns while the barrier and the table scan run
+                p.rounds.warm_up(customers_per_partition())
+            run_now = {id(event) for event in await barrier.admit(triggers)}
+            admitted = [event for event in events
+                        if not is_trigger(event) or id(event) in run_now]
+            await write_batch(admitted)
+            await release_held()
+
+    async def release_held() -> None:
         while ready := barrier.released():
             await write_batch(ready)
+
+    async def poll_held() -> None:
+        """Held triggers also catch up with no event coming: the consumer's position
+        passes the transaction markers at the end of their partitions."""
+        while True:
+            await asyncio.sleep(HELD_POLL_SECONDS)
+            if barrier.held:
+                try:
+                    async with turn:
+                        await release_held()
+                except Exception:
+                    log.exception("releasing held round triggers failed")
 
     async def write_batch(events: "list[EventT]") -> None:
         # One writer per source partition. Those of customer events run all at once:
@@ -253,18 +247,11 @@ def attach(p: "Pipeline") -> None:
             (in_turn if any(map(is_trigger, part)) else at_once).append(part)
 
         async def one_by_one() -> None:
-            # Until these parts are written, only their own writers change their
-            # partitions' customers: one index of the table serves all their rounds.
-            if len(in_turn) > 1:
-                index_keys({part[0].message.partition for part in in_turn})
-            try:
-                for part in in_turn:
-                    await write_part(part)
-                    # At-least-once: its acks and state are in before the next round
-                    # starts, so that at most one round's tasks and states wait in memory.
-                    await p.pending_writes.wait(part[0].message.partition)
-            finally:
-                round_keys.clear()
+            for part in in_turn:
+                await write_part(part)
+                # At-least-once: its acks and state are in before the next round
+                # starts, so that at most one round's tasks and states wait in memory.
+                await p.pending_writes.wait(part[0].message.partition)
 
         await asyncio.gather(one_by_one(), *(write_part(part) for part in at_once))
 
@@ -285,11 +272,13 @@ def attach(p: "Pipeline") -> None:
 
     @p.app.agent(p.customer_inputs, name="customers")
     async def customers(stream: Any) -> None:
+        poller = asyncio.create_task(poll_held())
         try:
             async for events in take_batches(stream, max_batch,
                                              p.settings.batch_wait_ms / 1000):
                 await process(events)
         finally:
+            poller.cancel()
             await p.pending_writes.drain()
             p.rounds.close()
 

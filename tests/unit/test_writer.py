@@ -1,22 +1,27 @@
 """The batch writer's view of the tables: what later events of a batch read."""
 
 import asyncio
-import json
+from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
+from faust.types import TP
 
-from schemas.state import CustomerState
-from streams.agents.customers import stored_partition
 from streams.app import Pipeline
 from streams.batches import by_key
 from streams.settings import Settings
-from streams.writer import EventWriter, PendingWrites
+from streams.writer import EventWriter, PendingWrites, store_of
 
 
-@pytest.fixture(scope="module")
-def pipeline() -> Pipeline:
-    return Pipeline(Settings(topic_prefix="unit-writer."))
+@pytest.fixture
+def pipeline(tmp_path: Path) -> Iterator[Pipeline]:
+    pipeline = Pipeline(Settings(processing_guarantee="at_least_once",
+                                 topic_prefix="unit-writer.", data_dir=str(tmp_path)))
+    yield pipeline
+    for table in (pipeline.customers, pipeline.rounds_done):
+        store_of(table).reset_state()  # closes its databases
 
 
 def event(partition: int, offset: int = 0, topic: str = "t") -> SimpleNamespace:
@@ -26,8 +31,10 @@ def event(partition: int, offset: int = 0, topic: str = "t") -> SimpleNamespace:
 
 def test_later_events_read_the_batch_s_changes(pipeline: Pipeline) -> None:
     table = pipeline.customers
-    table.data["old"] = b"stored"
-    table.data["kept"] = b"kept"
+    store = store_of(table)
+    store.stage(0, {store.encode_key("old"): b"stored", store.encode_key("kept"): b"kept"}
+                ).commit(1)
+    store.stage(1, {store.encode_key("elsewhere"): b"other partition"}).commit(1)
     first, second = event(0, 1), event(0, 2)
     w = EventWriter(pipeline, [first, second])
     w.put(table, "old", b"changed")
@@ -35,12 +42,11 @@ def test_later_events_read_the_batch_s_changes(pipeline: Pipeline) -> None:
     assert w.get(table, "old") == b"changed"  # the current event sees its own change
     w.done(first)
     assert w.get(table, "new") == b"created"
+    # The batch's partition only, as the batch has changed it.
     assert dict(w.items(table)) == {"old": b"changed", "kept": b"kept", "new": b"created"}
-    # Restricted to some of the table's keys (a round's index): those, and every change.
-    assert dict(w.items(table, ["kept"])) == {"kept": b"kept", "old": b"changed",
-                                              "new": b"created"}
-    # The table itself changes only when the writer is done (at its exit).
-    assert table.data["old"] == b"stored" and "new" not in table.data
+    assert w.get(table, "elsewhere") is None
+    # The store changes only when the writer is done (at its exit).
+    assert store.get_in(0, "old") == b"stored" and store.get_in(0, "new") is None
 
 
 def test_a_failed_event_s_changes_are_dropped(pipeline: Pipeline) -> None:
@@ -58,20 +64,33 @@ def test_a_failed_event_s_changes_are_dropped(pipeline: Pipeline) -> None:
     assert w._done == [good, bad]
 
 
+def test_a_transaction_s_stages_reach_the_store_at_its_commit_only(pipeline: Pipeline
+                                                                    ) -> None:
+    table = pipeline.customers
+    store = store_of(table)
+    w = EventWriter(pipeline, [event(2, 7)])
+    w.put(table, "C1", b"state")
+    w.done(w.events[0])
+    stages = w._stage_tables()
+    changelog = (table.changelog_topic.get_topic_name(), 2)
+    assert [tp for tp, _ in stages] == [changelog]
+    ack: asyncio.Future[Any] = asyncio.Future(loop=asyncio.new_event_loop())
+    ack.set_result(SimpleNamespace(offset=40))  # a batch of 3 records from offset 40
+    pipeline.committer.add("app-0-2", stages[0][1], [(ack, 3)])
+    assert store.get_in(2, "C1") == b"state"  # later batches read it at once
+    assert store.persisted_offset(TP(*changelog)) is None  # not written yet
+    pipeline.committer.committed("app-0-1")  # another partition's transaction
+    assert store.persisted_offset(TP(*changelog)) is None
+    pipeline.committer.committed("app-0-2")
+    assert store.persisted_offset(TP(*changelog)) == 42
+    pipeline.committer.committed("app-0-2")  # nothing twice
+    assert store.persisted_offset(TP(*changelog)) == 42
+
+
 def test_batches_keep_arrival_order_within_each_key() -> None:
     events = [event(p, i) for i, p in enumerate([0, 1, 0, 2, 1, 0])]
     parts = by_key(events, lambda e: e.message.partition)
     assert [[e.message.offset for e in part] for part in parts] == [[0, 2, 5], [1, 4], [3]]
-
-
-@pytest.mark.parametrize("customer_id",
-                         ["C1", 'quote"d', "back\\slash", "한글", 'p"partition":9'])
-@pytest.mark.parametrize("partition", [0, 3, 17])
-def test_stored_partition_reads_the_state_s_own_field(customer_id: str, partition: int) -> None:
-    state = CustomerState(customer_id=customer_id, partition=partition)
-    assert stored_partition(state.model_dump_json().encode()) == partition
-    # Faust's earlier JSON encoding (spaces after separators) reads the same.
-    assert stored_partition(json.dumps(state.model_dump(mode="json")).encode()) == partition
 
 
 @pytest.mark.asyncio
