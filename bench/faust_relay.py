@@ -37,6 +37,7 @@ from streams.settings import Settings
 def build(args: argparse.Namespace, data_dir: str) -> faust.App:
     # The worker's Faust app (at-least-once by default), in a consumer group of its own.
     settings = Settings(broker=f"kafka://{args.bootstrap}", session_timeout=6.0,
+                        processing_guarantee="at_least_once",
                         app_id=f"bench-faust-relay-{uuid.uuid4().hex[:8]}", data_dir=data_dir)
     app = faust_app(settings, web_enabled=False)
     source = app.topic(args.source, key_type=bytes, value_type=bytes, key_serializer="raw",

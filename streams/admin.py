@@ -5,7 +5,6 @@ import asyncio
 import contextlib
 import logging
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -77,42 +76,3 @@ async def ensure_topics(settings: Settings, attempts: int = 30) -> dict[str, int
 def changelog_topics(settings: Settings) -> list[str]:
     return [f"{settings.application_id}-{table}-changelog" for table in ("customers",
                                                                          "rounds-done")]
-
-
-async def wait_for_open_transactions(settings: Settings, timeout: float = 150.0) -> None:
-    """Wait until every transaction open on the table changelogs at start-up has ended.
-
-    A worker killed (or cut off by a broker restart) can leave a transaction open on a
-    changelog. Until the broker aborts it (transaction timeout, 60 s) read_committed
-    readers stop at its first record, and Faust's recovery would take the changelog
-    for shorter than it is, even empty, and run on lost state. So the worker starts
-    recovering only once the committed end reaches the end it saw at start-up.
-    """
-    if settings.processing_guarantee != "exactly_once":
-        return
-    options = {"bootstrap_servers": settings.bootstrap, "group_id": None,
-               "enable_auto_commit": False, **settings.client_options()}
-    latest = AIOKafkaConsumer(isolation_level="read_uncommitted", **options)
-    committed = AIOKafkaConsumer(isolation_level="read_committed", **options)
-    await latest.start()
-    await committed.start()
-    try:
-        tps = [TopicPartition(topic, p) for topic in changelog_topics(settings)
-               for p in sorted(latest.partitions_for_topic(topic) or ())]
-        if not tps:
-            return
-        target = await latest.end_offsets(tps)
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            stable = await committed.end_offsets(tps)
-            behind = {tp: target[tp] - stable[tp] for tp in tps if stable[tp] < target[tp]}
-            if not behind:
-                return
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"transactions still open on {sorted(map(str, behind))}")
-            log.warning("waiting for %d changelog partitions with an unfinished transaction "
-                        "from an earlier worker to settle", len(behind))
-            await asyncio.sleep(2)
-    finally:
-        await latest.stop()
-        await committed.stop()

@@ -31,29 +31,28 @@ def _settings(args: argparse.Namespace) -> Settings:
 def cmd_worker(args: argparse.Namespace) -> int:
     import faust
 
-    from streams.admin import TopicMismatch, ensure_topics, wait_for_open_transactions
+    from streams.admin import TopicMismatch, ensure_topics
     from streams.app import Pipeline
+    from streams.guarantee import GuaranteeError, resolve
     from streams.logs import logging_config
     from streams.runner import READY_LINE
+    from streams.state_store import DataDirInUse, lock_data_dir
 
     settings = _settings(args)
-    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
-    pipeline = Pipeline(settings)
     try:
         asyncio.run(ensure_topics(settings))
-        asyncio.run(wait_for_open_transactions(settings))
-    except TopicMismatch as exc:
+        settings, guarantee = asyncio.run(resolve(settings))
+        lock = lock_data_dir(Path(settings.data_dir))  # held while the worker runs
+    except (TopicMismatch, GuaranteeError, DataDirInUse) as exc:
         print(f"waiver worker: {exc}", file=sys.stderr)
         return 2
-    guarantee = {
-        "exactly_once": "exactly-once: each event's outputs, table changes and offset commit "
-                        "in one Kafka transaction (read outputs with read_committed)",
-        "at_least_once": "at-least-once: a crash can repeat a task (same notification_id), "
-                         "never lose one",
-    }.get(settings.processing_guarantee, settings.processing_guarantee)
+    pipeline = Pipeline(settings)
     print(f"waiver worker: broker {settings.broker}, topics prefixed {settings.topic_prefix!r}, "
-          f"{settings.partitions} partitions, web on {settings.web_host}:{settings.web_port}; "
+          f"{settings.partitions} partitions, web on {settings.web_host}:{settings.web_port}, "
+          f"tables in {settings.store}"
+          f"{f' under {settings.data_dir}' if settings.store == 'rocksdb' else ''}; "
           f"{guarantee}", flush=True)
+
     class Worker(faust.Worker):
         async def on_startup_finished(self) -> None:
             await super().on_startup_finished()
@@ -61,7 +60,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     worker = Worker(pipeline.app, loglevel=settings.log_level.upper(), redirect_stdouts=False,
                     logging_config=logging_config(settings.log_level, settings.log_format))
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        lock.close()
     return 0
 
 
@@ -141,8 +143,14 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--web-port", type=int, help="web server port (default 6066)")
     worker.add_argument("--web-host", help="web server address (default 127.0.0.1)")
     worker.add_argument("--data-dir", help="local state folder (default .waiver-data)")
-    worker.add_argument("--processing-guarantee", choices=["at_least_once", "exactly_once"],
-                        help="exactly_once needs a broker with transactions (Apache Kafka)")
+    worker.add_argument("--processing-guarantee",
+                        choices=["auto", "exactly_once", "at_least_once"],
+                        help="auto (default): exactly-once where the broker has transactions "
+                        "(Apache Kafka), at-least-once where it has not (the embedded "
+                        "broker); exactly_once refuses a broker without them")
+    worker.add_argument("--store", choices=["rocksdb", "memory"],
+                        help="local table state: rocksdb (default, in --data-dir, kept "
+                        "across restarts) or memory (rebuilt from Kafka at every start)")
     worker.add_argument("--session-timeout", type=float,
                         help="consumer-group session timeout in seconds (default 10)")
     worker.add_argument("--log-level", help="debug, info, warning (default info)")

@@ -22,20 +22,28 @@ class WorkerProcess:
         self._log_offset = 0
 
     def environment(self) -> dict[str, str]:
-        env = dict(os.environ)
+        """The settings that differ from the defaults, as the variables a user would set."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
+        defaults = vars(Settings())
         for name, value in vars(self.settings).items():
-            if value is not None:
+            if value is not None and value != defaults[name]:
                 env[ENV_PREFIX + name.upper()] = str(value)
         return env
 
     def start(self, timeout: float = 180.0) -> "WorkerProcess":
+        """Launch the worker and wait for its ready line."""
+        self.launch()
+        self.wait_ready(timeout)
+        return self
+
+    def launch(self) -> "WorkerProcess":
+        """Launch the worker, without waiting for it."""
         self._log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         out = self.log_file.open("ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"],
                                      env=self.environment(), stdout=out,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         out.close()
-        self.wait_ready(timeout)
         return self
 
     def log_text(self) -> str:

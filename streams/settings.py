@@ -15,6 +15,8 @@ from rules.program import Program, SendWindow, load_program
 
 ENV_PREFIX = "WAIVER_"
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
+GUARANTEES = ("auto", "exactly_once", "at_least_once")
+STORES = ("rocksdb", "memory")
 
 
 @dataclass(frozen=True)
@@ -29,7 +31,12 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     data_dir: str = ".waiver-data"
-    processing_guarantee: str = "at_least_once"
+    # Local table state: rocksdb (in data_dir, survives a restart) | memory (rebuilt
+    # from the changelogs at every start).
+    store: str = "rocksdb"
+    # auto: exactly-once where the broker has transactions, at-least-once where it has
+    # not (streams/guarantee.py) | exactly_once | at_least_once
+    processing_guarantee: str = "auto"
     session_timeout: float = 10.0
     # Most events one write handles; a busy stream pays one broker round trip per batch.
     max_batch: int = 1000
@@ -70,9 +77,11 @@ class Settings:
     ssl_cafile: str | None = None
 
     def __post_init__(self) -> None:
-        if self.compression not in COMPRESSIONS:
-            raise ValueError(f"{ENV_PREFIX}COMPRESSION: {self.compression!r} is not one of "
-                             f"{', '.join(COMPRESSIONS)}")
+        for name, allowed in (("compression", COMPRESSIONS),
+                              ("processing_guarantee", GUARANTEES), ("store", STORES)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{ENV_PREFIX}{name.upper()}: {getattr(self, name)!r} is not "
+                                 f"one of {', '.join(allowed)}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "Settings":

@@ -31,10 +31,12 @@ def test_commit_interval_follows_the_guarantee_unless_set() -> None:
 def test_compression_reaches_the_producers_and_reads_back() -> None:
     from streams.app import Pipeline
 
-    app = Pipeline(Settings(topic_prefix="unit-zstd.", compression="zstd")).app
+    alo = "at_least_once"
+    app = Pipeline(Settings(processing_guarantee=alo, topic_prefix="unit-zstd.",
+                            compression="zstd")).app
     assert app.conf.producer_compression_type == "zstd"
-    assert Pipeline(Settings(topic_prefix="unit-plain.")).app.conf.producer_compression_type \
-        is None
+    plain = Pipeline(Settings(processing_guarantee=alo, topic_prefix="unit-plain.")).app
+    assert plain.conf.producer_compression_type is None
     # The codec is installed: a batch as the producer builds it decodes to its records.
     batch = DefaultRecordBatchBuilder(magic=2, compression_type=DefaultRecordBatch.CODEC_ZSTD,
                                       is_transactional=0, producer_id=-1, producer_epoch=-1,
@@ -85,7 +87,8 @@ def test_bad_security_settings_are_named() -> None:
 def test_faust_app_gets_the_credentials() -> None:
     from streams.app import Pipeline
 
-    settings = Settings(security_protocol="SASL_PLAINTEXT", sasl_username="u",
+    settings = Settings(processing_guarantee="at_least_once", security_protocol="SASL_PLAINTEXT",
+                        sasl_username="u",
                         sasl_password="p", topic_prefix="unit.")
     app = Pipeline(settings).app
     assert app.conf.broker_credentials.username == "u"
@@ -95,7 +98,7 @@ def test_changelog_records_written_by_hand_decode_like_faust_s_own() -> None:
     """streams/writer.py encodes table changes itself under exactly-once."""
     from streams.app import Pipeline
 
-    pipeline = Pipeline(Settings(topic_prefix="unit2."))
+    pipeline = Pipeline(Settings(processing_guarantee="at_least_once", topic_prefix="unit2."))
     for table, key, value in ((pipeline.customers, "C1", b'{"customer_id":"C1","partition":2}'),
                               (pipeline.rounds_done, "3", {"1": {"sent": 5}})):
         serializers = pipeline.app.serializers
