@@ -1,6 +1,7 @@
 """Patches to faust-streaming 0.15: fixes for its table recovery, each seen losing data
 here (1, 2, 4), four costs (3, 5, 7, 10), a hang made an error (6), a stall in
-aiokafka's producer (8) and latency spikes after every recovery (9).
+aiokafka's producer (8), latency spikes after every recovery (9), a false alarm (11)
+and a 10 s wait in every recovery under exactly-once (12).
 
 1. Under exactly-once, recovery takes each changelog's end from
    `last_stable_offset()`, the value seen in the *last fetch*, which is unknown
@@ -55,7 +56,9 @@ aiokafka's producer (8) and latency spikes after every recovery (9).
    trips each), and Faust ends them one after the other. Outputs become visible to
    read_committed consumers only then, so with 8 partitions a commit took 8 × 3
    round trips of every event's latency. The transactions are independent (one
-   producer, transactional id and lock each): the patch ends them concurrently.
+   producer, transactional id and lock each): the patch ends them concurrently,
+   and tells the app (`on_transaction_committed`) under the transaction's lock, so
+   the state stores write what the transaction committed (streams/state_store.py).
    It also records each commit where Faust's stall detector looks for one: under
    exactly-once it never did, and after 5 minutes of a backlog the worker logged
    "Has not committed ... at all since worker start" for every partition, every few
@@ -94,6 +97,14 @@ aiokafka's producer (8) and latency spikes after every recovery (9).
     empty table: a first start) drew an error 4 times a second under exactly-once
     (seen with a 5 s timeout: 2,656 errors in 45 s of an idle worker). The patch
     leaves partitions paused in aiokafka out of the check.
+
+12. Under exactly-once a changelog ends in a transaction marker, not a record, so
+    recovery, which waits for the offset before the end, never sees it arrive: Faust
+    notices only after the changelog queue has been empty for two 5 s timeouts
+    ("Aborted tx until highwater"), and every restart stood still for 10 s. The
+    patch records, with each fetch, each partition's position and the last record
+    it returned; a partition is read once its position is past the highwater and
+    that record has been applied, checked after every fetch.
 """
 
 import asyncio
@@ -160,9 +171,11 @@ def _tracked_getmany(method: Callable[..., Awaitable[Any]]) -> Callable[..., Any
         idle = _fetch_idle(self)
         idle.clear()
         try:
-            return await method(self, *args, **kwargs)
+            records = await method(self, *args, **kwargs)
         finally:
             idle.set()
+        _end_recovery_if_read(self.app)
+        return records
 
     return wrapper
 
@@ -273,11 +286,64 @@ class _RecoveryAsyncio:
 
 
 def _need_recovery(self: Recovery) -> bool:
-    """`Recovery.need_recovery`: any active partition with changes not yet read."""
+    """`Recovery.need_recovery`: any active partition with changes not yet read.
+
+    A partition whose changelog ends in transaction markers (exactly-once) is read
+    once the consumer's position is past its highwater and its last record fetched
+    has been applied: the markers hold no change (item 12)."""
     offsets = self.active_offsets
-    return any(highwater is not None and offsets[tp] is not None
-               and highwater - offsets[tp] > 0
-               for tp, highwater in self.active_highwaters.items())
+    fetched = fetched_positions(self.app.consumer)
+    behind = False
+    for tp, highwater in self.active_highwaters.items():
+        offset = offsets[tp]
+        if highwater is None or offset is None or highwater - offset <= 0:
+            continue
+        position, last_record = fetched.get(tp, (None, -1))
+        if position is not None and position > highwater and offset >= last_record:
+            offsets[tp] = highwater  # what Faust's detect_aborted_tx does, 10 s later
+        else:
+            behind = True
+    return behind
+
+
+def fetched_positions(consumer: Any) -> dict[Any, tuple[int, int]]:
+    """tp -> (the consumer's position, the offset of the last record it returned),
+    as of its last fetch: one tuple, written at once by the consumer thread."""
+    thread = getattr(consumer, "_thread", None)
+    return thread.__dict__.setdefault("_waiver_fetched", {}) if thread is not None else {}
+
+
+def _recording_positions(method: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    async def wrapper(self: AIOKafkaConsumerThread, consumer: Any, active_partitions: Any,
+                      *args: Any, **kwargs: Any) -> Any:
+        records = await method(self, consumer, active_partitions, *args, **kwargs)
+        subscription = consumer._subscription.subscription
+        assignment = subscription.assignment if subscription is not None else None
+        if assignment is None or not active_partitions:
+            return records
+        fetched = self.__dict__.setdefault("_waiver_fetched", {})
+        for tp in active_partitions:
+            state = assignment.state_value(TopicPartition(tp.topic, tp.partition))
+            if state is None or not state.has_valid_position:
+                continue
+            batch = records.get(tp)
+            last = batch[-1].offset if batch else fetched.get(tp, (None, -1))[1]
+            fetched[tp] = (state.position, last)
+        return records
+
+    return wrapper
+
+
+def _end_recovery_if_read(app: Any) -> None:
+    """After a fetch: end the recovery if every changelog partition is read. Faust
+    checks only when a changelog record arrives, and a fetch that skips only markers
+    brings none."""
+    recovery = app.tables._recovery
+    if recovery is not None and recovery.in_recovery and not recovery.need_recovery():
+        recovery.flush_buffers()
+        recovery._set_recovery_ended()
+        recovery.signal_recovery_end.set()
 
 
 def exit_misconfigured(message: str) -> None:
@@ -316,6 +382,10 @@ async def _commit_transactions_together(self: Producer, tid_to_offset_map: Any, 
                 return
             await producer.send_offsets_to_transaction(offsets, group_id)
             await producer.commit_transaction()
+            # Under the lock still: no write of the next transaction has started.
+            committed = getattr(self.app, "on_transaction_committed", None)
+            if committed is not None:
+                committed(transactional_id)
             if start_new_transaction:
                 await producer.begin_transaction()
         thread = getattr(self.app.consumer, "_thread", None)
@@ -399,6 +469,8 @@ def install(fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS) -> None:
                                                             pause=False)
     recovery.asyncio = _RecoveryAsyncio()  # type: ignore[assignment]
     Recovery.need_recovery = _need_recovery  # type: ignore[method-assign]
+    AIOKafkaConsumerThread._fetch_records = _recording_positions(
+        AIOKafkaConsumerThread._fetch_records)
     AIOKafkaConsumerThread.verify_event_path = _paused_not_verified(
         AIOKafkaConsumerThread.verify_event_path)
     _INSTALLED = True

@@ -20,6 +20,7 @@ class Record:
     key: str | None
     value: Any  # the decoded JSON
     timestamp_ms: int | None = None  # the record's timestamp (the producer's clock)
+    arrived: float = 0.0  # time.monotonic() when this reader received it
 
 
 class OutputReader:
@@ -51,13 +52,14 @@ class OutputReader:
         assert self._consumer is not None
         while True:
             batches = await self._consumer.getmany(timeout_ms=200, max_records=5000)
+            now = time.monotonic()
             for tp, messages in batches.items():
                 for m in messages:
                     key = m.key.decode("utf-8", errors="replace") if m.key is not None else None
                     self.records[tp.topic].append(
                         Record(tp.topic, tp.partition, m.offset, key, json.loads(m.value),
-                               m.timestamp))
-                self.last_arrival = time.monotonic()
+                               m.timestamp, now))
+                self.last_arrival = now
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -13,6 +13,11 @@ same reason.)
 A held trigger is not acked, so no commit passes its offset: a crash or a rebalance
 reads it again. It is set aside as stale events are (`streams.batches.set_aside`),
 so that take_events does not ack it and a rebalance does not wait for it.
+
+Under exactly-once a topic ends in transaction markers, not records: its end offset
+can lie past the last record by one marker per transaction. So the barrier counts
+records, not offsets: a partition has also caught up once the consumer's position is
+at or past the end and the last record it fetched there is processed.
 """
 
 import logging
@@ -22,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from faust.types import TP
 
 from streams.batches import set_aside, take_back
+from streams.faust_fixes import fetched_positions
 
 if TYPE_CHECKING:
     from faust.types import EventT
@@ -30,27 +36,51 @@ log = logging.getLogger("waiver")
 
 
 def behind(barrier: Mapping[Any, int], processed: Mapping[Any, int],
-           committed: Mapping[Any, int | None]) -> int:
-    """How many records below `barrier[tp]` are not done yet: neither processed here
-    (`processed[tp]` is the offset after the last one) nor committed before."""
-    return sum(max(end - max(processed.get(tp, 0), committed.get(tp) or 0), 0)
-               for tp, end in barrier.items())
+           committed: Mapping[Any, int | None],
+           fetched: Mapping[Any, tuple[int, int]] | None = None) -> int:
+    """How many offsets below `barrier[tp]` may still hold a record not done yet:
+    neither processed here (`processed[tp]` is the offset after the last one) nor
+    committed before, nor only markers (`fetched[tp]`: the consumer's position and
+    the last record it returned, faust_fixes.fetched_positions)."""
+    fetched = fetched or {}
+    waiting = 0
+    for tp, end in barrier.items():
+        done = max(processed.get(tp, 0), committed.get(tp) or 0)
+        if done >= end:
+            continue
+        position, last_record = fetched.get(tp, (None, -1))
+        if position is not None and position >= end and processed.get(tp, 0) > last_record:
+            continue
+        waiting += end - done
+    return waiting
 
 
 class RoundBarrier:
     def __init__(self, app: Any, customer_topics: list[str]) -> None:
         self.app = app
         self.topics = customer_topics
-        self.processed: dict[Any, int] = {}  # tp -> offset after the last event processed
+        # tp -> offset after the last event processed, in the consumer generation
+        # `generation`: after a rebalance, uncommitted events are read again.
+        self.processed: dict[Any, int] = {}
+        self.generation: int | None = None
         self.held: list[tuple[EventT, dict[Any, int]]] = []
+
+    def _current(self) -> dict[Any, int]:
+        if self.generation != self.app.consumer_generation_id:
+            self.generation = self.app.consumer_generation_id
+            self.processed = {}
+        return self.processed
 
     def processed_event(self, event: "EventT") -> None:
         msg = event.message
-        if msg.offset + 1 > self.processed.get(msg.tp, 0):
-            self.processed[msg.tp] = msg.offset + 1
+        processed = self._current()
+        if msg.generation_id == self.generation and msg.offset + 1 > processed.get(msg.tp, 0):
+            processed[msg.tp] = msg.offset + 1
 
     def _behind(self, barrier: Mapping[Any, int]) -> int:
-        return behind(barrier, self.processed, self.app.consumer._committed_offset)
+        consumer = self.app.consumer
+        return behind(barrier, self._current(), consumer._committed_offset,
+                      fetched_positions(consumer))
 
     async def admit(self, triggers: "list[EventT]") -> "list[EventT]":
         """The triggers to run now; the others are held (see `released`). One request

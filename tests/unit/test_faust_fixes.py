@@ -107,7 +107,9 @@ async def test_resumed_passes_errors_and_cancellation_to_the_coroutine() -> None
 
 def test_a_returning_static_member_with_a_new_url_exits_saying_why(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    assignor = Pipeline(Settings(topic_prefix="unit-url.", web_port=6101)).app.assignor
+    settings = Settings(processing_guarantee="at_least_once", topic_prefix="unit-url.",
+                        web_port=6101)
+    assignor = Pipeline(settings).app.assignor
     exits: list[str] = []
     monkeypatch.setattr(faust_fixes, "exit_misconfigured", exits.append)
 
@@ -200,7 +202,7 @@ def run_once(loop: asyncio.AbstractEventLoop) -> None:
 
 @pytest.mark.asyncio
 async def test_paused_changelogs_are_paused_in_aiokafka_too() -> None:
-    pipeline = Pipeline(Settings(topic_prefix="pausing."))
+    pipeline = Pipeline(Settings(processing_guarantee="at_least_once", topic_prefix="pausing."))
     consumer: Any = pipeline.app.consumer
     changelog = TP(pipeline.customers.changelog_topic.get_topic_name(), 3)
     stream = TP(pipeline.names.cancellations, 3)
@@ -228,7 +230,7 @@ async def test_paused_changelogs_are_paused_in_aiokafka_too() -> None:
 
 @pytest.mark.asyncio
 async def test_the_livelock_check_leaves_out_partitions_paused_in_aiokafka(caplog) -> None:
-    pipeline = Pipeline(Settings(topic_prefix="livelock."))
+    pipeline = Pipeline(Settings(processing_guarantee="at_least_once", topic_prefix="livelock."))
     thread: Any = pipeline.app.consumer._thread
     changelog = TP(pipeline.customers.changelog_topic.get_topic_name(), 3)
     stream = TP(pipeline.names.cancellations, 3)
@@ -285,9 +287,28 @@ def test_need_recovery_answers_as_faust_s(partitions: dict[TP, tuple[int | None,
     faust_fixes.install()
     state = SimpleNamespace(active_highwaters={tp: hw for tp, (hw, _) in partitions.items()},
                             active_offsets=Counter({tp: off for tp, (_, off) in
-                                                    partitions.items()}))
+                                                    partitions.items()}),
+                            app=SimpleNamespace(consumer=SimpleNamespace()))
     faust_s = any(v > 0 for v in Recovery.active_remaining(state).values())  # unpatched
     assert Recovery.need_recovery(state) is faust_s
+
+
+def test_a_changelog_ending_in_markers_is_read_once_fetched_past_them() -> None:
+    faust_fixes.install()
+    tp = TP("customers-changelog", 0)
+    # Highwater 9 (Faust's end - 1): a commit marker. The last record is at 8.
+    thread = SimpleNamespace()
+    state = SimpleNamespace(active_highwaters={tp: 9}, active_offsets=Counter({tp: 8}),
+                            app=SimpleNamespace(consumer=SimpleNamespace(_thread=thread)))
+    assert Recovery.need_recovery(state)  # nothing fetched yet
+    thread._waiver_fetched = {tp: (9, 8)}
+    assert Recovery.need_recovery(state)  # not past the marker yet
+    state.active_offsets[tp] = 7
+    thread._waiver_fetched = {tp: (10, 8)}
+    assert Recovery.need_recovery(state)  # past it, but record 8 not applied yet
+    state.active_offsets[tp] = 8
+    assert not Recovery.need_recovery(state)
+    assert state.active_offsets[tp] == 9
 
 
 class Seeking:

@@ -106,3 +106,35 @@ async def test_a_round_s_triggers_ask_for_end_offsets_once() -> None:
     assert consumer.asked == [{TP(t, p) for t in (CANCEL, APPLY) for p in (0, 1)}]
     # The held one waits for its own partition only.
     assert barrier.held == [(second, {TP(CANCEL, 1): 9, TP(APPLY, 1): 2})]
+
+
+def test_transaction_markers_at_the_end_are_not_waited_for() -> None:
+    # Exactly-once: the rerouted topic's end is 4, its last record at offset 1, then
+    # markers at 2 and 3.
+    tp = TP("rerouted", 0)
+    barrier = {tp: 4}
+    assert behind(barrier, processed={tp: 2}, committed={tp: 2}) == 2
+    # The consumer has moved past the markers, and its last record there is processed.
+    assert behind(barrier, processed={tp: 2}, committed={}, fetched={tp: (4, 1)}) == 0
+    # Its last record fetched (offset 3) is not processed yet: still behind.
+    assert behind(barrier, processed={tp: 2}, committed={}, fetched={tp: (4, 3)}) == 2
+    # Not yet past the end.
+    assert behind(barrier, processed={tp: 2}, committed={}, fetched={tp: (3, 1)}) == 2
+
+
+@pytest.mark.asyncio
+async def test_events_processed_before_a_rebalance_do_not_count_after_it() -> None:
+    # Under exactly-once a rebalance aborts what was not committed: those events are
+    # read and processed again, and the trigger must wait for that.
+    consumer = Consumer({TP(CANCEL, 0): 5}, {})
+    app = SimpleNamespace(consumer=consumer, consumer_generation_id=1)
+    barrier = RoundBarrier(app, [CANCEL])
+    barrier.processed_event(event(CANCEL, 4))
+    app.consumer_generation_id = 2
+    trigger = event("round-triggers", 0, generation=2)
+    consumer._unacked_messages.add(trigger.message)
+    assert await barrier.admit([trigger]) == []
+    barrier.processed_event(event(CANCEL, 4, generation=1))  # late, of the old generation
+    assert barrier.released() == []
+    barrier.processed_event(event(CANCEL, 4, generation=2))
+    assert barrier.released() == [trigger]
