@@ -115,3 +115,24 @@ async def test_pending_writes_are_kept_per_partition_until_done() -> None:
     await asyncio.wait_for(room, 1)
     await asyncio.wait_for(pending.drain(), 1)
     assert pending.last(0) is None and first.done() and second.done()
+
+
+def test_a_partition_the_topic_lacks_goes_to_the_default_partitioner(pipeline: Pipeline
+                                                                      ) -> None:
+    # A round's progress record names its partition; on a topic created with one
+    # partition (by hand, or auto-created by a reader) it must still be written.
+    sizes = {"progress": 1, "tasks": 8}
+    w = EventWriter(pipeline, [event(3, 1)])
+    w._producer = SimpleNamespace(
+        client=SimpleNamespace(cluster=SimpleNamespace(
+            partitions_for_topic=lambda t: set(range(sizes[t])) if t in sizes else None)))
+    appended: list[tuple[str, int | None]] = []
+
+    async def append(topic: str, key: Any, value: Any, partition: int | None,
+                     headers: Any) -> None:
+        appended.append((topic, partition))
+
+    w._append = append  # type: ignore[method-assign]
+    asyncio.run(w.send("progress", None, b"{}", partition=3))
+    asyncio.run(w.send("tasks", b"C1", b"{}", partition=3))
+    assert appended == [("progress", None), ("tasks", 3)]
