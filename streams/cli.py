@@ -2,13 +2,16 @@
 
 import argparse
 import asyncio
-import os
+import signal
 import sys
 from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from pydantic import ValidationError
+
+from rules.program import PLACEHOLDER_CARRIER
 from streams.settings import Settings
 
 ENV_HELP = ("Every option can also be set by an environment variable WAIVER_<OPTION>, "
@@ -22,6 +25,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topic-prefix", help="prefix for every topic name (default none)")
     parser.add_argument("--partitions", type=int,
                         help="partitions of the customer topics (default 8)")
+
+
+def one_line(exc: BaseException) -> str:
+    """An error as one line: a pydantic error by its first message, without its links."""
+    if isinstance(exc, ValidationError):
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        return f"{where + ': ' if where else ''}{first['msg'].removeprefix('Value error, ')}"
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -40,6 +52,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     try:
+        program = settings.program()
+    except (OSError, ValueError) as exc:
+        print(f"waiver worker: program: {one_line(exc)}", file=sys.stderr)
+        return 2
+    try:
         asyncio.run(ensure_topics(settings))
         settings, guarantee = asyncio.run(resolve(settings))
         lock = lock_data_dir(Path(settings.data_dir))  # held while the worker runs
@@ -52,6 +69,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
           f"tables in {settings.store}"
           f"{f' under {settings.data_dir}' if settings.store == 'rocksdb' else ''}; "
           f"{guarantee}", flush=True)
+    if program.carrier_name == PLACEHOLDER_CARRIER:
+        print(f"waiver worker: messages are signed {PLACEHOLDER_CARRIER!r}, the placeholder: "
+              "set the carrier's name (WAIVER_CARRIER_NAME or --carrier-name)", flush=True)
 
     class Worker(faust.Worker):
         async def on_startup_finished(self) -> None:
@@ -108,13 +128,18 @@ def cmd_deadline(args: argparse.Namespace) -> int:
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
-    from brokers.tansu import broker_command
+    from brokers.tansu import embedded_broker
 
-    command = broker_command(args.port)
-    print(f"embedded tansu broker on 127.0.0.1:{args.port} (memory storage, no transactions); "
-          "Ctrl-C stops it", flush=True)
-    os.execv(command[0], command)
-    return 0  # not reached
+    # SIGTERM as Ctrl-C: the broker and its proxy are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        with embedded_broker(args.port) as bootstrap:
+            print(f"embedded tansu broker on {bootstrap} (memory storage, no transactions); "
+                  "Ctrl-C stops it", flush=True)
+            signal.pause()
+    except KeyboardInterrupt:
+        pass
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -136,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "SMS/e-mail tasks and dead letters.", epilog=ENV_HELP)
     _common(worker)
     worker.add_argument("--program-file", help="program file (TOML); default: the one shipped")
+    worker.add_argument("--carrier-name", help="the carrier's name, which every message "
+                        "opens with (default: the program file's)")
     worker.add_argument("--send-window", help="daily send window HH:MM-HH:MM, Seoul time; "
                         "overrides the program file")
     worker.add_argument("--replication-factor", type=int,
