@@ -135,6 +135,9 @@ class KafkaServer:
             # times out (default 9 s): keep that short so a crash-restart takes ~5 s
             "broker.heartbeat.interval.ms": "500",
             "broker.session.timeout.ms": "3000",
+            # Upstream systems may publish events of several MiB (a cluster set up for
+            # them): the worker must cope, though it writes nothing that large itself.
+            "message.max.bytes": str(8 << 20),
         }
         path = self.data_dir / "server.properties"
         path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))

@@ -9,6 +9,7 @@ from schemas.outputs import DeadLetter
 
 M = TypeVar("M", bound=BaseModel)
 MAX_DEAD_LETTER_VALUE = 256 * 1024  # characters kept of an oversized payload
+MAX_DEAD_LETTER_KEY = 1024  # characters kept of an oversized key
 
 
 class BadMessage(ValueError):
@@ -60,11 +61,15 @@ def dead_letter(
     if len(text) > MAX_DEAD_LETTER_VALUE:
         error = f"{error} (value truncated from {len(text)} characters)"
         text = text[:MAX_DEAD_LETTER_VALUE]
+    key_text = as_text(key)
+    if key_text is not None and len(key_text) > MAX_DEAD_LETTER_KEY:
+        error = f"{error} (key truncated from {len(key_text)} characters)"
+        key_text = key_text[:MAX_DEAD_LETTER_KEY]
     return DeadLetter(
         source_topic=topic,
         partition=partition,
         offset=offset,
-        key=as_text(key),
+        key=key_text,
         value=text,
         error=error,
         received_at=now,

@@ -104,6 +104,24 @@ class TransactionUnavailable(KafkaError):
     """The events' transaction is gone (their partition was revoked): reprocess later."""
 
 
+# Bytes a record batch adds around one record, and per header, at most (varints and
+# fixed fields of the v2 format): a record this much under the producer's request
+# limit fits in a request of its own.
+RECORD_OVERHEAD = 128
+
+
+class RecordTooLarge(ValueError):
+    """A record larger than the worker may write: the producer would refuse it, or
+    the broker would, for every retry and every restart. The event that asked for it
+    goes to the dead-letter topic instead."""
+
+
+def record_size(key: bytes | None, value: bytes | None,
+                headers: "list[tuple[str, bytes]] | None" = None) -> int:
+    return (len(key or b"") + len(value or b"") + RECORD_OVERHEAD
+            + sum(len(k) + len(v) + 8 for k, v in headers or ()))
+
+
 def store_of(table: "TableT") -> "PartitionedStore":
     return table.data  # type: ignore[return-value]
 
@@ -166,6 +184,7 @@ class EventWriter:
         self._lock: asyncio.Lock | None = None
         self._producer: Any = None  # aiokafka's producer: Faust's, or the transaction's
         self._partitions = pipeline.settings.partitions
+        self._max_record = self.app.conf.producer_max_request_size
         self._topic_sizes = pipeline.topic_sizes
         self._pending = pipeline.pending_writes
 
@@ -193,7 +212,9 @@ class EventWriter:
         """Send a record (with the batch's outputs, at the end). `keyed_here`: its key
         is a customer of the source partition, so Kafka's default partitioner would
         pick that partition number too, if the topic has as many partitions as the
-        customer topics (saves a murmur2 hash)."""
+        customer topics (saves a murmur2 hash). Raises RecordTooLarge for a record no
+        request could carry."""
+        self.check_size(key, value, headers)
         if keyed_here and partition is None and self._size(topic) == self._partitions:
             partition = self.partition
         elif partition is not None:
@@ -204,6 +225,13 @@ class EventWriter:
                 # a reader): the default partitioner then, rather than a failed send.
                 partition = None
         await self._append(topic, key, value, partition, headers)
+
+    def check_size(self, key: bytes | None, value: bytes | None,
+                   headers: list[tuple[str, bytes]] | None = None) -> None:
+        size = record_size(key, value, headers)
+        if size > self._max_record:
+            raise RecordTooLarge(f"a record of {size:,} bytes exceeds the "
+                                 f"{self._max_record:,} bytes the worker may write")
 
     def _size(self, topic: str) -> int | None:
         """The topic's partition count, None while the client has no metadata for it."""
@@ -288,7 +316,10 @@ class EventWriter:
         yield from changed.items()
 
     def put(self, table: "TableT", key: str, value: Any) -> None:
-        """Set `table[key] = value` once the batch's outputs are written."""
+        """Set `table[key] = value` once the batch's outputs are written. Raises
+        RecordTooLarge for a value its changelog could not take."""
+        if isinstance(value, bytes):
+            self.check_size(key.encode(), value)
         self._current[(table.name, key)] = (table, value)
 
     def done(self, event: "EventT") -> None:

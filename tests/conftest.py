@@ -120,7 +120,7 @@ class Publisher:
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def publisher(broker: str) -> AsyncIterator[Publisher]:
     producer = AIOKafkaProducer(bootstrap_servers=broker, acks="all",
-                                max_request_size=4 * 1024 * 1024)
+                                max_request_size=8 * 1024 * 1024)
     await producer.start()
     yield Publisher(producer)
     await producer.stop()

@@ -25,6 +25,7 @@ from streams.round_barrier import RoundBarrier
 from streams.rounds import Round
 from streams.writer import (
     EventWriter,
+    RecordTooLarge,
     TransactionUnavailable,
     batch_key,
     stop_now,
@@ -76,6 +77,9 @@ def attach(p: "Pipeline") -> None:
         and new state."""
         customer_id, records, state = encoded
         key = customer_id.encode()
+        # All or nothing: a record too large for Kafka fails the event before any write.
+        for value in [value for _, value in records] + ([state] if state else []):
+            w.check_size(key, value)
         for output, value in records:
             await w.send(outputs[output], key, value, keyed_here=True)
         if state is not None:
@@ -98,9 +102,20 @@ def attach(p: "Pipeline") -> None:
         customer_id = parsed.customer_id
         home = p.partition_for(customer_id)
         if msg.partition != home:
-            # Wrong or missing key: move the event to its customer's partition.
-            await w.send(names.rerouted, customer_id.encode(), msg.value, partition=home,
-                         headers=[(SOURCE_HEADER, source.encode())])
+            # Wrong or missing key: move the event to its customer's partition. One too
+            # large to forward goes as parsed (the fields it has beyond the schema are
+            # ignored anyway), and to the dead letters if even that is too large.
+            key, headers = customer_id.encode(), [(SOURCE_HEADER, source.encode())]
+            value = msg.value
+            try:
+                w.check_size(key, value, headers)
+            except RecordTooLarge:
+                value = parsed.model_dump_json().encode()
+            try:
+                await w.send(names.rerouted, key, value, partition=home, headers=headers)
+            except RecordTooLarge as exc:
+                await to_dead_letter(p, event, source, f"cannot move the event to its "
+                                     f"customer's partition {home}: {exc}", writer=w)
             return
         state = load(w.get(table, customer_id))
         if isinstance(parsed, Cancellation):
@@ -121,7 +136,11 @@ def attach(p: "Pipeline") -> None:
         else:
             effects = on_application(state, parsed, msg.partition, p.program)
         counts: Counts = Counter()
-        await write(w, encode_effects(effects, counts))
+        try:
+            await write(w, encode_effects(effects, counts))
+        except RecordTooLarge as exc:
+            await to_dead_letter(p, event, source, str(exc), writer=w)
+            return
         count(counts)
 
     async def on_round_trigger(w: EventWriter, event: "EventT") -> None:

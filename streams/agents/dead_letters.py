@@ -6,6 +6,8 @@ from streams.app import log, utcnow
 from streams.codec import dead_letter
 from streams.writer import EventWriter
 
+MAX_KEY_BYTES = 4096
+
 if TYPE_CHECKING:
     from faust.types import EventT
 
@@ -25,9 +27,11 @@ async def to_dead_letter(p: "Pipeline", event: "EventT", source: str, error: str
                                   "offset": msg.offset, "error": error,
                                   "received_at": letter.received_at.isoformat()})
     value = letter.model_dump_json().encode()
+    # The letter keeps the key (truncated like the value); a huge one is not its key.
+    key = msg.key if msg.key is None or len(msg.key) <= MAX_KEY_BYTES else None
     if writer is not None:
-        await writer.send(p.names.dead_letter, msg.key, value)
+        await writer.send(p.names.dead_letter, key, value)
         return
     async with EventWriter(p, [event]) as w:
-        await w.send(p.names.dead_letter, msg.key, value)
+        await w.send(p.names.dead_letter, key, value)
         w.done(event)

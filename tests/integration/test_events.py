@@ -2,9 +2,10 @@
 
 import pytest
 
+from streams.app import partition_for
 from streams.reader import OutputReader
 from streams.topics import TopicNames
-from tests.conftest import Publisher
+from tests.conftest import PARTITIONS, Publisher
 from tests.factories import application_dict, cancellation_dict
 
 pytestmark = pytest.mark.integration
@@ -159,3 +160,33 @@ async def test_bad_input_goes_to_dead_letter_and_the_stream_goes_on(
     assert by_key[(names.deadlines, None)]["error"].startswith("round: 9 is not a round")
     decided = sorted(d["source_event_id"] for d in outputs.values(names.decisions, mine(tag)))
     assert decided == sorted(e["event_id"] for e in good)
+
+
+async def test_no_large_event_stops_the_stream(
+        tag: str, publisher: Publisher, outputs: OutputReader, names: TopicNames) -> None:
+    """Events of 1 and 5 MiB, on and off their customer's partition: their padding is
+    a field beyond the schema, so off their partition they move to it as parsed, and
+    are decided like the others. A malformed event under a 2 MiB key goes to the
+    dead letters with its key truncated. An ordinary event after them is decided."""
+    big = []
+    for label, size in (("1m", 1 << 20), ("5m", 5 << 20)):
+        for where in ("home", "off"):
+            event = cancellation_dict(f"{tag}-{label}-{where}", padding="x" * size)
+            home = partition_for(event["customer_id"], PARTITIONS)
+            partition = home if where == "home" else (home + 1) % PARTITIONS
+            await publisher.send(names.cancellations, event, partition=partition)
+            big.append(event)
+    await publisher.send(names.cancellations, b"{not json", key=tag + "k" * (2 << 20))
+    normal = cancellation_dict(f"{tag}-normal")
+    await publisher.send(names.cancellations, normal)
+
+    def letters() -> list[dict]:
+        return outputs.values(names.dead_letter, lambda v: (v["key"] or "").startswith(tag))
+
+    await outputs.wait_for(lambda: len(outputs.values(names.decisions, mine(tag))) >= 5
+                           and letters(), timeout=120, what="decisions and the dead letter")
+    await outputs.settle(quiet=1.5)
+    decided = [d["customer_id"] for d in outputs.values(names.decisions, mine(tag))]
+    assert sorted(decided) == sorted(e["customer_id"] for e in [*big, normal])
+    [letter] = letters()
+    assert "key truncated from 2097" in letter["error"] and len(letter["key"]) == 1024

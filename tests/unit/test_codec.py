@@ -5,7 +5,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import Application, Cancellation, Deadline
-from streams.codec import MAX_DEAD_LETTER_VALUE, BadMessage, dead_letter, parse
+from streams.codec import (
+    MAX_DEAD_LETTER_KEY,
+    MAX_DEAD_LETTER_VALUE,
+    BadMessage,
+    dead_letter,
+    parse,
+)
 from tests.factories import application_dict, cancellation_dict
 
 GOOD = cancellation_dict()
@@ -85,6 +91,9 @@ def test_dead_letter_keeps_the_raw_message() -> None:
     huge = dead_letter("t", 0, 0, None, b"x" * (MAX_DEAD_LETTER_VALUE + 10), "e",
                        now=letter.received_at)
     assert len(huge.value) == MAX_DEAD_LETTER_VALUE and "truncated" in huge.error
+    long_key = dead_letter("t", 0, 0, b"k" * 5000, b"{}", "e", now=letter.received_at)
+    assert len(long_key.key) == MAX_DEAD_LETTER_KEY
+    assert long_key.error == "e (key truncated from 5000 characters)"
 
 
 @settings(max_examples=300, deadline=None)

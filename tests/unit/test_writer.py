@@ -12,7 +12,13 @@ from faust.types import TP
 from streams.app import Pipeline
 from streams.batches import by_key
 from streams.settings import Settings
-from streams.writer import EventWriter, PendingWrites, store_of
+from streams.writer import (
+    RECORD_OVERHEAD,
+    EventWriter,
+    PendingWrites,
+    RecordTooLarge,
+    store_of,
+)
 
 
 @pytest.fixture
@@ -136,3 +142,15 @@ def test_a_partition_the_topic_lacks_goes_to_the_default_partitioner(pipeline: P
     asyncio.run(w.send("progress", None, b"{}", partition=3))
     asyncio.run(w.send("tasks", b"C1", b"{}", partition=3))
     assert appended == [("progress", None), ("tasks", 3)]
+
+
+def test_a_record_no_request_could_carry_is_refused_before_it_is_sent(pipeline: Pipeline
+                                                                      ) -> None:
+    w = EventWriter(pipeline, [event(0, 1)])
+    limit = pipeline.app.conf.producer_max_request_size
+    w.check_size(b"C1", b"x" * (limit - RECORD_OVERHEAD - 2))
+    with pytest.raises(RecordTooLarge, match="exceeds"):
+        w.check_size(b"C1", b"x" * limit)
+    with pytest.raises(RecordTooLarge):
+        w.put(pipeline.customers, "C1", b"x" * limit)
+    assert w.get(pipeline.customers, "C1") is None
