@@ -5,10 +5,10 @@ from datetime import date, datetime, time, timedelta
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
-from typing import Self
+from typing import Annotated, Self
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 DEFAULT_PROGRAM = "program.toml"
 
@@ -85,9 +85,16 @@ class Round(Frozen):
     last_notice: bool = False
 
 
+# The shipped program's carrier name: a placeholder until the operator sets theirs
+# (carrier_name in the program file, or WAIVER_CARRIER_NAME).
+PLACEHOLDER_CARRIER = "○○통신"
+
+
 class Program(Frozen):
     timezone: str
-    carrier_name: str
+    # The sender every message opens with: "[carrier] 김민수 고객님, ..."
+    carrier_name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
+                                                   max_length=30)]
     eligibility: EligibilityRules
     applications: ApplicationRules
     refunds: RefundRules
@@ -103,6 +110,11 @@ class Program(Frozen):
             raise ValueError(f"timezone: unknown time zone {self.timezone!r}") from exc
         if self.eligibility.cancellations_from > self.eligibility.cancellations_until:
             raise ValueError("eligibility: cancellations_from is after cancellations_until")
+        if self.carrier_name in self.applications.channels:
+            raise ValueError(
+                f"carrier_name: {self.carrier_name!r} is an application channel, not the "
+                "carrier's name (set the carrier's own name: carrier_name in the program "
+                "file, or WAIVER_CARRIER_NAME)")
         if self.applications.opens > self.applications.closes:
             raise ValueError("applications: opens is after closes")
         if list(self.refunds.batches) != sorted(self.refunds.batches):
@@ -124,6 +136,10 @@ class Program(Frozen):
 
     def with_send_window(self, window: SendWindow) -> "Program":
         return self.model_copy(update={"send_window": window})
+
+    def with_carrier_name(self, name: str) -> "Program":
+        """The program with another carrier name, validated as in a program file."""
+        return Program.model_validate({**self.model_dump(), "carrier_name": name})
 
 
 def load_program(path: str | Path | None = None) -> Program:

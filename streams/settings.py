@@ -25,6 +25,7 @@ class Settings:
     topic_prefix: str = ""
     program_file: str | None = None
     send_window: str | None = None  # HH:MM-HH:MM, overrides the program file
+    carrier_name: str | None = None  # the messages' sender name, overrides the program file
     partitions: int = 8
     replication_factor: int = 1
     app_id: str | None = None  # default: "<topic_prefix>waiver-pipeline"
@@ -157,4 +158,6 @@ class Settings:
         program = load_program(self.program_file)
         if self.send_window:
             program = program.with_send_window(SendWindow.parse(self.send_window))
+        if self.carrier_name:
+            program = program.with_carrier_name(self.carrier_name)
         return program

@@ -137,3 +137,18 @@ def test_notification_id_is_uuid5(customer_id: str, round_no: int, fallback: boo
     suffix = "/fallback" if fallback else ""
     expected = uuid.uuid5(NOTIFICATION_NAMESPACE, f"{customer_id}/guidance/{round_no}{suffix}")
     assert notification_id(customer_id, round_no, fallback) == str(expected)
+
+
+def test_a_guidance_sms_reads_as_the_carrier_wrote_it() -> None:
+    program = PROGRAM.with_carrier_name("한빛모바일")
+    state = on_cancellation(None, cancellation(customer_id="C78", contact={
+        "name": "김민수", "phone": "010-1234-5678", "preferred_channel": "sms"}), 0, program,
+        NOW).state
+    body = on_round(state, 1, NOW, program, NOW).notifications[0].body
+    assert body.startswith("[한빛모바일] 김민수 고객님, 해지 위약금 환급 ")
+    assert "184,000원, 1월 31일까지 홈페이지, 고객센터, 매장에서 신청해 주세요." in body
+
+
+def test_the_carrier_name_is_not_an_application_channel() -> None:
+    with pytest.raises(ValueError, match="carrier_name: '고객센터' is an application channel"):
+        PROGRAM.with_carrier_name("고객센터")
