@@ -177,6 +177,9 @@ def print_summary(reader: OutputReader, names: TopicNames, show: int) -> None:
         print(task["body"])
 
 
+DEMO_CARRIER = "한빛모바일"  # a fictional carrier
+
+
 def run_demo(customers: int = 3000, seed: int = 7, show: int = 3,
              workdir: Path | None = None) -> int:
     started = time.monotonic()
@@ -188,12 +191,13 @@ def run_demo(customers: int = 3000, seed: int = 7, show: int = 3,
             settings = Settings(broker=f"kafka://{bootstrap}", topic_prefix="demo.",
                                 partitions=PARTITIONS, session_timeout=6.0,
                                 web_port=free_port(), data_dir=str(folder / "data"),
-                                log_level="warning")
+                                log_level="warning", carrier_name=DEMO_CARRIER)
             worker = WorkerProcess(settings, folder / "worker.log")
             try:
                 worker.start()
                 print(f"broker on {bootstrap}, worker ready after "
                       f"{time.monotonic() - started:.1f}s", flush=True)
+                print(f"worker runs {worker.guarantee_line()}", flush=True)
                 code = asyncio.run(_scenario(settings, customers, seed, show))
             finally:
                 worker.stop()

@@ -10,6 +10,7 @@ from pathlib import Path
 from streams.settings import ENV_PREFIX, Settings
 
 READY_LINE = "waiver worker ready: tables recovered, processing"
+BANNER = "waiver worker: broker "  # the first line of `waiver worker`
 
 
 class WorkerProcess:
@@ -50,6 +51,13 @@ class WorkerProcess:
         with self.log_file.open("rb") as f:
             f.seek(self._log_offset)
             return f.read().decode("utf-8", errors="replace")
+
+    def guarantee_line(self) -> str:
+        """What the worker's first line says about its processing guarantee, and why."""
+        for line in self.log_text().splitlines():
+            if line.startswith(BANNER):
+                return line.rsplit("; ", 1)[-1]
+        return "(no start-up line in the worker's log)"
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
