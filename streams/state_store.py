@@ -69,23 +69,54 @@ class MemoryPartition:
         self.data = {}
 
 
+# One block cache and one memtable budget for every database of the worker (two tables
+# times its partitions), as Kafka Streams bounds RocksDB's memory: per database,
+# RocksDB's defaults (a 32 MiB cache, up to two 64 MiB memtables) add up to gigabytes.
+CACHE_BYTES = 32 << 20
+MEMTABLE_BYTES = 48 << 20
+_shared: tuple[Any, Any] | None = None
+
+
+def shared_memory() -> tuple[Any, Any]:
+    """(block cache, write buffer manager charging its memtables to that cache)."""
+    global _shared
+    if _shared is None:
+        import rocksdict
+
+        cache = rocksdict.Cache(CACHE_BYTES)
+        _shared = (cache, rocksdict.WriteBufferManager.new_write_buffer_manager_with_cache(
+            MEMTABLE_BYTES, False, cache))
+    return _shared
+
+
 class RocksPartition:
     """One partition's data in a RocksDB database, with the changelog offset it has
-    reached, written together in one batch."""
+    reached, written together in one batch.
+
+    Without RocksDB's write-ahead log: the changelog is the log. A kill loses what the
+    memtables held, and the database comes back as of its last flush, data and offset
+    together (a batch is never split between memtables), so recovery replays the
+    changelog from there; a clean stop flushes first."""
 
     def __init__(self, path: Path) -> None:
         import rocksdict
 
         self.path = path
+        cache, memtables = shared_memory()
         options = rocksdict.Options(raw_mode=True)
         options.create_if_missing(True)
-        # Small memtables: a worker holds two tables' worth of partitions, and
-        # RocksDB's default (64 MiB, up to 2 of them) per database adds up.
-        options.set_write_buffer_size(8 * 1024 * 1024)
+        options.set_write_buffer_manager(memtables)
+        options.set_write_buffer_size(4 << 20)
         options.set_max_write_buffer_number(2)
+        table = rocksdict.BlockBasedOptions()
+        table.set_block_cache(cache)
+        options.set_block_based_table_factory(table)
         self._rocksdict = rocksdict
         path.parent.mkdir(parents=True, exist_ok=True)
         self.db = rocksdict.Rdict(str(path), options)
+        no_wal = rocksdict.WriteOptions()
+        no_wal.disable_wal = True
+        self.db.set_write_options(no_wal)
         raw = self.db.get(OFFSET_KEY)
         self.offset: int | None = int(raw) if raw is not None else None
 
@@ -113,6 +144,7 @@ class RocksPartition:
         return self.db.property_int_value("rocksdb.estimate-num-keys") or 0
 
     def close(self) -> None:
+        self.db.flush()  # the memtables: there is no log to replay them from
         self.db.close()
         # RocksDB's lock on the folder goes with the last reference to the handle.
         del self.db
