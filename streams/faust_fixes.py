@@ -313,6 +313,9 @@ def fetched_positions(consumer: Any) -> dict[Any, tuple[int, int]]:
     return thread.__dict__.setdefault("_waiver_fetched", {}) if thread is not None else {}
 
 
+POSITIONS_EVERY = 0.05
+
+
 def _recording_positions(method: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
     @functools.wraps(method)
     async def wrapper(self: AIOKafkaConsumerThread, consumer: Any, active_partitions: Any,
@@ -323,7 +326,16 @@ def _recording_positions(method: Callable[..., Awaitable[Any]]) -> Callable[...,
         if assignment is None or not active_partitions:
             return records
         fetched = self.__dict__.setdefault("_waiver_fetched", {})
-        for tp in active_partitions:
+        # The partitions that brought records, and every POSITIONS_EVERY seconds all of
+        # them: a worker has some 80, and a look at each on every fetch, in the consumer
+        # thread, took the GIL from the event loop.
+        now = time.monotonic()
+        if now - self.__dict__.get("_waiver_scanned", 0.0) >= POSITIONS_EVERY:
+            self.__dict__["_waiver_scanned"] = now
+            tps = active_partitions
+        else:
+            tps = records.keys()
+        for tp in tps:
             state = assignment.state_value(TopicPartition(tp.topic, tp.partition))
             if state is None or not state.has_valid_position:
                 continue
