@@ -199,6 +199,8 @@ class PartitionedStore(Store):
 
     def encode_key(self, key: Any) -> bytes:
         if self._json_keys and isinstance(key, str):
+            if key.isascii() and key.isprintable() and '"' not in key and "\\" not in key:
+                return b'"' + key.encode() + b'"'  # what json.dumps gives, 5 times faster
             return json.dumps(key).encode()
         return self._encode_key(key)
 
