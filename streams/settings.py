@@ -39,6 +39,7 @@ class Settings:
     # not (streams/guarantee.py) | exactly_once | at_least_once
     processing_guarantee: str = "auto"
     session_timeout: float = 10.0
+    connect_timeout: float = 10.0  # how long a command waits for the broker to answer
     # Most events one write handles; a busy stream pays one broker round trip per batch.
     max_batch: int = 1000
     batch_wait_ms: float = 10.0  # longest wait to fill a batch (added to latency)
