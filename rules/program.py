@@ -8,7 +8,14 @@ from pathlib import Path
 from typing import Annotated, Self
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 DEFAULT_PROGRAM = "program.toml"
 
@@ -78,11 +85,15 @@ class RewardRules(Frozen):
     opt_out_line: str
     send_window: "SendWindow"
     grants: dict[str, Grant] = Field(min_length=1)
+    notice_at: AwareDatetime | None = None  # when the worker sends the reward notice itself
 
 
 class Round(Frozen):
     template: str
     last_notice: bool = False
+    # When the worker fires the round itself (streams/agents/schedule.py); without
+    # it, the round waits for a deadline event published by hand or upstream.
+    at: AwareDatetime | None = None
 
 
 # The shipped program's carrier name: a placeholder until the operator sets theirs
@@ -136,6 +147,14 @@ class Program(Frozen):
 
     def with_send_window(self, window: SendWindow) -> "Program":
         return self.model_copy(update={"send_window": window})
+
+    def schedule(self) -> list[tuple[str, str, int | None, datetime]]:
+        """The deadlines the worker fires itself: (label, kind, round, due), by time."""
+        due = [(str(n), "guidance_round", n, r.at) for n, r in self.rounds.items()
+               if r.at is not None]
+        if self.rewards is not None and self.rewards.notice_at is not None:
+            due.append(("reward_notice", "reward_notice", None, self.rewards.notice_at))
+        return sorted(due, key=lambda d: d[3])
 
     def with_carrier_name(self, name: str) -> "Program":
         """The program with another carrier name, validated as in a program file."""

@@ -137,7 +137,8 @@ class Pipeline:
         self.customers = self.app.Table("customers", default=None, partitions=n, key_type=str,
                                         value_type=bytes, **store)
         # Per partition (key: str(partition)), the rounds whose fan-out completed there:
-        # a redelivered or republished round is then a no-op.
+        # a redelivered or republished round is then a no-op. Key "fired" in partition
+        # 0: the rounds whose deadline came (streams/agents/schedule.py).
         self.rounds_done = self.app.Table("rounds-done", default=None, partitions=n,
                                           key_type=str, **store)
 
@@ -155,10 +156,11 @@ class Pipeline:
             loop = asyncio.get_running_loop()
             loop.add_signal_handler(signal.SIGUSR1, self._dump_state)
 
-        from streams.agents import customers, deadlines
+        from streams.agents import customers, deadlines, schedule
 
         customers.attach(self)
         deadlines.attach(self)
+        schedule.attach(self)
         web.attach(self)
         self.metrics.attach_live(self)
 

@@ -6,12 +6,24 @@ from typing import TYPE_CHECKING, Any
 
 from schemas.events import Deadline
 from streams.agents.dead_letters import to_dead_letter
-from streams.app import log
+from streams.agents.schedule import FIRED_KEY
+from streams.app import log, utcnow
 from streams.codec import BadMessage, parse
 from streams.writer import EventWriter
 
 if TYPE_CHECKING:
+    from faust.types import TableT
+
     from streams.app import Pipeline
+
+
+def record_fired(w: EventWriter, table: "TableT", deadline: Deadline) -> None:
+    """Note in `table` (rounds-done, partition 0) that this deadline's round fired."""
+    label = str(deadline.round) if deadline.kind == "guidance_round" else deadline.kind
+    fired = dict(w.get(table, FIRED_KEY) or {})
+    fired.setdefault(label, {"event_id": deadline.event_id, "at": deadline.at.isoformat(),
+                             "recorded_at": utcnow().isoformat()})
+    w.put(table, FIRED_KEY, fired)
 
 
 def attach(p: "Pipeline") -> None:
@@ -40,6 +52,8 @@ def attach(p: "Pipeline") -> None:
                     for partition in range(p.settings.partitions):
                         await w.send(names.round_triggers, deadline.event_id.encode(), trigger,
                                      partition=partition)
+                    if msg.partition == 0:  # where the schedule looks (agents/schedule.py)
+                        record_fired(w, p.rounds_done, deadline)
                     w.done(event)
             log.info("%s %s (%s) broadcast to %d partitions", deadline.kind,
                      deadline.round or "", deadline.event_id, p.settings.partitions)
