@@ -91,13 +91,23 @@ async def _scenario(settings: Settings, customers: int, seed: int, show: int) ->
             step(f"guidance round {round_no} done on all {PARTITIONS} partitions: "
                  f"{count(names.sms) + count(names.email)} tasks in all")
             if round_no == 1:
-                # The gateways report some round-1 SMS as failed: one e-mail fallback each.
-                failed = [r.value for r in reader.records[names.sms]][:25]
+                # The gateways report some round-1 SMS as failed (the same ones for a
+                # seed: the first 25 by customer): one e-mail fallback each, for those
+                # with an e-mail address.
+                failed = sorted(reader.values(names.sms), key=lambda t: t["customer_id"])[:25]
                 await _publish(producer, names.delivery_receipts, [
                     {"event_id": f"rcpt-{t['notification_id']}", "customer_id": t["customer_id"],
                      "notification_id": t["notification_id"], "status": "failed",
                      "reason": "handset unreachable"} for t in failed])
-                step(f"{len(failed)} SMS reported failed by the gateway")
+                with_email = {c["customer_id"] for c in pop.cancellations
+                              if (c.get("contact") or {}).get("email")}
+                fallbacks = {notification_id(t["customer_id"], 1, fallback=True)
+                             for t in failed if t["customer_id"] in with_email}
+                await reader.wait_for(lambda f=fallbacks: f <= {
+                    t["notification_id"] for t in reader.values(names.email)},
+                    what="e-mail fallbacks")
+                step(f"{len(failed)} SMS reported failed by the gateway: "
+                     f"{len(fallbacks)} e-mail fallbacks")
         await _publish(producer, names.reward_choices, pop.choices)
         notice = {"event_id": "d-reward-notice", "kind": "reward_notice",
                   "at": "2026-01-20T10:00:00+09:00"}
@@ -111,10 +121,20 @@ async def _scenario(settings: Settings, customers: int, seed: int, show: int) ->
              f"{count(names.reward_choice_results)} OTT choices answered")
         await reader.settle(quiet=1.5)
         print_summary(reader, names, show)
+        tasks = reader.values(names.sms) + reader.values(names.email)
+        sent = Counter()
+        for progress in reader.values(names.round_progress):
+            sent[progress["event_id"]] += progress["sent"]
         expected = {"decisions": len(pop.cancellations), "refunds": applications_sent,
-                    "dead letters": len(pop.malformed)}
+                    "dead letters": len(pop.malformed), "e-mail fallbacks": len(fallbacks),
+                    **{f"round {n} tasks": sent[f"d-round-{n}"] for n in ROUND_AT}}
         got = {"decisions": count(names.decisions), "refunds": count(names.refunds),
-               "dead letters": count(names.dead_letter)}
+               "dead letters": count(names.dead_letter),
+               "e-mail fallbacks": sum(t["notification_id"] in fallbacks for t in tasks),
+               **{f"round {n} tasks": sum(t.get("kind", "guidance") == "guidance"
+                                          and t["round"] == n
+                                          and t["notification_id"] not in fallbacks
+                                          for t in tasks) for n in ROUND_AT}}
         print(f"\nchecks: expected {expected}, got {got}")
         return 0 if got == expected else 1
     finally:
@@ -148,7 +168,7 @@ def print_summary(reader: OutputReader, names: TopicNames, show: int) -> None:
     print()
     print(table("Guidance by round and channel",
                 [(r, c, m, f, n) for (r, c, m, f), n in sorted(by_round.items())],
-                ("round", "channel", "type", "", "count")))
+                ("round", "channel", "type", "fallback", "count")))
     print()
     print(table("Unreachable customers (no phone, no e-mail) by round",
                 sorted(unreachable.items()), ("round", "count")))
@@ -164,12 +184,15 @@ def print_summary(reader: OutputReader, names: TopicNames, show: int) -> None:
     samples = []
     for round_no in (1, 3):
         for channel in ("sms", "email"):
-            found = [t for t in tasks if t["round"] == round_no and t["channel"] == channel]
+            found = sorted((t for t in tasks if t["round"] == round_no
+                            and t["channel"] == channel), key=lambda t: t["customer_id"])
             if found:
                 samples.append(found[0])
-    samples += [t for t in tasks if t.get("kind") == "reward_notice" and t["channel"] == "sms"][:1]
+    samples += sorted((t for t in tasks if t.get("kind") == "reward_notice"
+                       and t["channel"] == "sms"), key=lambda t: t["customer_id"])[:1]
     for task in samples[:max(show - 1, 0)] + samples[-1:] if show else []:
-        print(f"\n--- round {task['round']} {task['channel']} "
+        what = "reward notice" if task.get("kind") == "reward_notice" else f"round {task['round']}"
+        print(f"\n--- {what} {task['channel']} "
               f"{task.get('message_type') or ''} to {mask_address(task['channel'], task['to'])}"
               f", send after {task['send_after']}")
         if task["subject"]:
