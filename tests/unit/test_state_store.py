@@ -1,6 +1,8 @@
 """The tables' store: staged changes, what reaches the backend, what survives a restart."""
 
 import asyncio
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,7 +15,7 @@ from hypothesis import strategies as st
 
 from streams.app import Pipeline
 from streams.settings import Settings
-from streams.state_store import DataDirInUse, PartitionedStore, lock_data_dir
+from streams.state_store import DataDirInUse, PartitionedStore, RocksPartition, lock_data_dir
 from streams.writer import store_of
 
 
@@ -173,3 +175,20 @@ def test_one_worker_per_data_directory(tmp_path: Path) -> None:
     finally:
         held.close()
     lock_data_dir(tmp_path).close()  # free again once the first worker is gone
+
+
+def test_a_killed_worker_s_database_keeps_every_batch_it_wrote(tmp_path: Path) -> None:
+    # The process ends without closing (or flushing) its database, as under SIGKILL.
+    script = (
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from streams.state_store import RocksPartition\n"
+        "db = RocksPartition(Path(sys.argv[1]))\n"
+        "for i in range(50):\n"
+        "    db.write({f'\"C{i}\"'.encode(): b'state'}, i)\n"
+        "os._exit(9)\n")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "p0")])
+    assert done.returncode == 9
+    db = RocksPartition(tmp_path / "p0")
+    assert db.offset == 49 and db.get(b'"C49"') == b"state" and len(list(db.items())) == 50
+    db.close()
