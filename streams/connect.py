@@ -19,10 +19,10 @@ class BrokerUnreachable(RuntimeError):
 
 
 @contextlib.contextmanager
-def quiet_clients() -> Iterator[None]:
-    """aiokafka logs every failed connection attempt as an error: the command says what
-    went wrong itself."""
-    logger = logging.getLogger("aiokafka")
+def quiet_clients(name: str = "aiokafka") -> Iterator[None]:
+    """aiokafka logs every failed connection attempt (and a refused InitProducerId) as
+    an error: the command says what went wrong itself."""
+    logger = logging.getLogger(name)
     level = logger.level
     logger.setLevel(logging.CRITICAL)
     try:

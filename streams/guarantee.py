@@ -8,9 +8,6 @@ InitProducerId round trip for a transactional id of this application.
 """
 
 import asyncio
-import contextlib
-import logging
-from collections.abc import Iterator
 from dataclasses import replace
 
 from aiokafka import AIOKafkaProducer
@@ -20,6 +17,7 @@ from aiokafka.errors import (
     TransactionalIdAuthorizationFailed,
 )
 
+from streams.connect import quiet_clients
 from streams.settings import Settings
 
 PROBE_TIMEOUT = 30.0  # a fresh Kafka creates its transaction log on the first request
@@ -27,18 +25,6 @@ PROBE_TIMEOUT = 30.0  # a fresh Kafka creates its transaction log on the first r
 
 class GuaranteeError(RuntimeError):
     """The guarantee asked for cannot run on this broker (one line for the operator)."""
-
-
-@contextlib.contextmanager
-def _quiet(name: str) -> Iterator[None]:
-    """aiokafka logs an error for a refused InitProducerId: the answer is ours to give."""
-    logger = logging.getLogger(name)
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 async def transactions_supported(settings: Settings, timeout: float = PROBE_TIMEOUT
@@ -49,7 +35,7 @@ async def transactions_supported(settings: Settings, timeout: float = PROBE_TIME
         transactional_id=f"{settings.application_id}-transactions-probe",
         **settings.client_options())
     try:
-        with _quiet("aiokafka.producer.sender"):
+        with quiet_clients("aiokafka.producer.sender"):
             await asyncio.wait_for(producer.start(), timeout)
     except TransactionalIdAuthorizationFailed:
         return False, ("the broker refuses this application transactional ids (grant "
