@@ -4,8 +4,7 @@ aiokafka sends every fetch in full: each request names every partition it fetche
 and each response lists them all, encoded and decoded in pure Python on Faust's
 consumer thread. The worker reads 9 topics of 8 partitions, most of them idle; at
 1,000 events/s its consumer thread sent about 130 fetches a second of 65 partitions
-each, and held the GIL, which the event loop waits for, 29 % of the time
-(docs/benchmarks.md, item 32).
+each, and held the GIL, which the event loop waits for, 29 % of the time.
 
 In a session (Fetch v7+, Kafka 1.1 and later) the broker keeps each partition's fetch
 offset: a request names only the partitions whose offset changed or that join the
