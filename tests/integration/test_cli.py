@@ -126,3 +126,27 @@ def test_status_shows_each_topic_and_the_group_s_lag(worker: WorkerProcess,
     assert rows[names.cancellations][0] == "4"
     assert len(rows[names.cancellations]) == 3  # partitions, records, lag: the worker reads it
     assert len(rows[names.decisions]) == 2  # an output: no lag
+
+
+def test_a_large_file_shows_its_progress(broker: str, tmp_path: Path) -> None:
+    file = tmp_path / "many.jsonl"
+    file.write_text("".join(json.dumps(cancellation_dict(f"M{i}")) + "\n"
+                            for i in range(25000)))
+    done = waiver("publish", "cancellations", str(file), "--broker", f"kafka://{broker}",
+                  "--topic-prefix", f"cli-{uuid.uuid4().hex[:6]}.")
+    assert done.returncode == 0, done.stderr
+    assert "25,000/25,000" in done.stderr and "[####" in done.stderr
+
+
+def test_the_demo_gives_the_same_counts_for_a_seed(tmp_path: Path) -> None:
+    def summary(folder: str) -> list[str]:
+        done = waiver("demo", "--customers", "400", "--seed", "3", "--workdir",
+                      str(tmp_path / folder), timeout=240)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        # Everything but the timed progress lines and the folder it names.
+        return [line for line in done.stdout.splitlines()
+                if not line.startswith(("[", "waiver demo:", "broker on", "demo finished"))]
+
+    first = summary("one")
+    assert first == summary("two")
+    assert any(line.startswith("checks: expected") for line in first)
