@@ -105,6 +105,14 @@ and a 10 s wait in every recovery under exactly-once (12).
     patch records, with each fetch, each partition's position and the last record
     it returned; a partition is read once its position is past the highwater and
     that record has been applied, checked after every fetch.
+
+13. After a rebalance Faust keeps a transactional producer it already has for a
+    partition that comes back to this worker, although another worker has used that
+    transactional id since and fenced it: the worker's first write there then failed
+    with ProducerFenced and the worker stopped (seen here: the survivor of a two-worker
+    takeover died a second after taking the partitions over). The patch replaces the
+    producers of newly assigned partitions with new ones before Faust begins their
+    transactions: a new InitProducerId, which fences any older holder instead.
 """
 
 import asyncio
@@ -122,6 +130,7 @@ from faust.assignor.partition_assignor import PartitionAssignor
 from faust.tables import recovery
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer as BaseConsumer
+from faust.transport.consumer import TransactionManager
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread, Consumer, Producer
 from mode import Service
 from mode.services import WaitResults
@@ -459,6 +468,20 @@ def _paused_not_verified(method: Callable[..., None]) -> Callable[..., None]:
     return wrapper
 
 
+def _fresh_producers_for_new_partitions(method: Callable[..., Awaitable[None]]
+                                        ) -> Callable[..., Any]:
+    @functools.wraps(method)
+    async def wrapper(self: TransactionManager, assigned: Any, revoked: Any,
+                      newly_assigned: Any) -> None:
+        # Nothing of this worker's current generation runs on a partition it did not
+        # hold: a producer already there for its transactional id is a stale one.
+        for transactional_id in sorted(self._tps_to_transactional_ids(set(newly_assigned))):
+            await self.producer.stop_transaction(transactional_id)
+        await method(self, assigned, revoked, newly_assigned)
+
+    return wrapper
+
+
 def install(fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS) -> None:
     global _INSTALLED, FETCH_MAX_WAIT_MS
     FETCH_MAX_WAIT_MS = fetch_max_wait_ms
@@ -483,6 +506,8 @@ def install(fetch_max_wait_ms: int = FETCH_MAX_WAIT_MS) -> None:
     Recovery.need_recovery = _need_recovery  # type: ignore[method-assign]
     AIOKafkaConsumerThread._fetch_records = _recording_positions(
         AIOKafkaConsumerThread._fetch_records)
+    TransactionManager.on_rebalance = _fresh_producers_for_new_partitions(
+        TransactionManager.on_rebalance)
     AIOKafkaConsumerThread.verify_event_path = _paused_not_verified(
         AIOKafkaConsumerThread.verify_event_path)
     _INSTALLED = True
