@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 COLUMNS = ["test", "broker", "guarantee", "customers", "workers", "kills", "broker_restarts",
            "worker_kills", "lost", "duplicates", "unexpected", "longest_gap_seconds", "gaps",
+           "round_seconds",
            "outage_seconds", "publish_retries", "batches", "valid", "bad", "outcome"]
 
 
@@ -95,6 +96,11 @@ NOTES = """
    topics are read side by side); those customers would miss their partition's round.
    Fix: a trigger waits for the events its partition held when it came
    (`streams/round_barrier.py`).
+8. After a rebalance Faust keeps a transactional producer it already has for a
+   partition that comes back, though another worker has used that transactional id
+   since: the survivor of a two-worker takeover died on ProducerFenced a second
+   after taking over. Fix: fresh producers for newly assigned partitions
+   (`streams/faust_fixes.py`, 13).
 """
 
 
