@@ -148,6 +148,16 @@ class Program(Frozen):
     def with_send_window(self, window: SendWindow) -> "Program":
         return self.model_copy(update={"send_window": window})
 
+    def refuses(self, kind: str, round_no: int | None) -> str | None:
+        """Why a deadline of this kind and round is not one of this program's (None:
+        it is), naming the field."""
+        if kind == "guidance_round" and round_no not in self.rounds:
+            rounds = ", ".join(str(r) for r in sorted(self.rounds))
+            return f"round: {round_no} is not a round of the program ({rounds})"
+        if kind == "reward_notice" and self.rewards is None:
+            return "kind: the program file has no reward program"
+        return None
+
     def schedule(self) -> list[tuple[str, str, int | None, datetime]]:
         """The deadlines the worker fires itself: (label, kind, round, due), by time."""
         due = [(str(n), "guidance_round", n, r.at) for n, r in self.rounds.items()

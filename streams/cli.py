@@ -119,7 +119,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
     lines = read_lines(args.file)
     if model is not None:
         program = settings.program() if args.topic == "deadlines" else None
-        checked = check_lines(lines, model, lambda event: deadline_problem(event, program))
+        checked = check_lines(lines, model, lambda event: None if program is None
+                              else program.refuses(event.kind, event.round))
         for number, problem in checked.bad[:10]:
             print(f"{args.file}:{number}: {problem}", file=sys.stderr)
         if len(checked.bad) > 10:
@@ -148,21 +149,6 @@ def read_lines(path: str) -> list[bytes]:
             return f.readlines()
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
-
-
-def deadline_problem(event: object, program: object) -> str | None:
-    """What the worker would refuse in a parsed deadline event (None: nothing)."""
-    from rules.program import Program
-    from schemas.events import Deadline
-
-    if not isinstance(event, Deadline) or not isinstance(program, Program):
-        return None
-    if event.kind == "guidance_round" and event.round not in program.rounds:
-        return (f"round: {event.round} is not a round of the program "
-                f"({', '.join(map(str, sorted(program.rounds)))})")
-    if event.kind == "reward_notice" and program.rewards is None:
-        return "kind: the program file has no reward program"
-    return None
 
 
 def plural(n: int, word: str) -> str:
@@ -200,7 +186,8 @@ def cmd_deadline(args: argparse.Namespace) -> int:
             raise UsageError("reward-notice takes no round number")
         kind, what = "reward_notice", "the reward notice"
     value = deadline_event(kind, at, args.round, args.event_id)
-    problem = deadline_problem(Deadline.model_validate_json(value), program)
+    Deadline.model_validate_json(value)  # the schema's checks (--event-id) first
+    problem = program.refuses(kind, args.round)
     if problem is not None:
         raise UsageError(problem)
     topic = TopicNames(settings.topic_prefix).deadlines

@@ -36,12 +36,9 @@ def attach(p: "Pipeline") -> None:
             p.metrics.events_in.labels(msg.topic).inc()
             try:
                 deadline = parse(Deadline, msg.value)
-                if deadline.kind == "reward_notice" and p.program.rewards is None:
-                    raise BadMessage("kind: the program file has no reward program")
-                if deadline.kind == "guidance_round" and deadline.round not in p.program.rounds:
-                    rounds = ", ".join(str(r) for r in sorted(p.program.rounds))
-                    raise BadMessage(f"round: {deadline.round} is not a round of the program "
-                                     f"({rounds})")
+                problem = p.program.refuses(deadline.kind, deadline.round)
+                if problem is not None:
+                    raise BadMessage(problem)
             except BadMessage as exc:
                 await to_dead_letter(p, event, msg.topic, str(exc))
                 continue
