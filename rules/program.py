@@ -96,6 +96,11 @@ class Round(Frozen):
     at: AwareDatetime | None = None
 
 
+def round_label(kind: str, round_no: int | None) -> str:
+    """How a round is named where it is recorded: "1", "2", "3" or "reward_notice"."""
+    return str(round_no) if kind == "guidance_round" else kind
+
+
 # The shipped program's carrier name: a placeholder until the operator sets theirs
 # (carrier_name in the program file, or WAIVER_CARRIER_NAME).
 PLACEHOLDER_CARRIER = "○○통신"
@@ -160,10 +165,11 @@ class Program(Frozen):
 
     def schedule(self) -> list[tuple[str, str, int | None, datetime]]:
         """The deadlines the worker fires itself: (label, kind, round, due), by time."""
-        due = [(str(n), "guidance_round", n, r.at) for n, r in self.rounds.items()
-               if r.at is not None]
+        due = [(round_label("guidance_round", n), "guidance_round", n, r.at)
+               for n, r in self.rounds.items() if r.at is not None]
         if self.rewards is not None and self.rewards.notice_at is not None:
-            due.append(("reward_notice", "reward_notice", None, self.rewards.notice_at))
+            due.append((round_label("reward_notice", None), "reward_notice", None,
+                        self.rewards.notice_at))
         return sorted(due, key=lambda d: d[3])
 
     def with_carrier_name(self, name: str) -> "Program":

@@ -5,7 +5,7 @@ reads (committed offsets against end offsets)."""
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from rules.program import Program
+from rules.program import Program, round_label
 from streams.admin import partition_counts, pipeline_topics
 from streams.reader import OutputReader
 from streams.settings import Settings
@@ -62,12 +62,11 @@ async def rounds_table(settings: Settings, program: Program) -> str:
     finally:
         await reader.stop()
     due = {label: at for label, _, _, at in program.schedule()}
-    labels = [str(n) for n in sorted(program.rounds)]
-    labels += ["reward_notice"] if program.rewards is not None else []
+    labels = [round_label("guidance_round", n) for n in sorted(program.rounds)]
+    labels += [round_label("reward_notice", None)] if program.rewards is not None else []
     rows = [("round", "due", "fired by", "partitions done")]
     for label in labels:
-        mine = [p for p in progress
-                if (str(p["round"]) if p["kind"] == "guidance_round" else p["kind"]) == label]
+        mine = [p for p in progress if round_label(p["kind"], p["round"]) == label]
         done = {p["partition"] for p in mine}
         fired = ", ".join(sorted({p["event_id"] for p in mine})) or "-"
         when = due[label].isoformat() if label in due else "by hand"

@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from rules.customer import on_application, on_cancellation
 from rules.delivery import UnknownNotification, on_receipt
+from rules.program import round_label
 from rules.rewards import on_choice, on_subscriber
 from schemas.events import Application, Cancellation, DeliveryReceipt, RewardChoice, Subscriber
 from schemas.state import CustomerState
@@ -50,8 +51,8 @@ class RoundTrigger(BaseModel):
 
     @property
     def label(self) -> str:
-        """Its key in the rounds-done table: "1", "2", "3" or "reward_notice"."""
-        return str(self.round) if self.kind == "guidance_round" else self.kind
+        """Its key in the rounds-done table."""
+        return round_label(self.kind, self.round)
 
 
 HELD_POLL_SECONDS = 0.1

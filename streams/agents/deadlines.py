@@ -4,6 +4,7 @@ worker walks the customers it owns."""
 
 from typing import TYPE_CHECKING, Any
 
+from rules.program import round_label
 from schemas.events import Deadline
 from streams.agents.dead_letters import to_dead_letter
 from streams.agents.schedule import FIRED_KEY
@@ -19,10 +20,10 @@ if TYPE_CHECKING:
 
 def record_fired(w: EventWriter, table: "TableT", deadline: Deadline) -> None:
     """Note in `table` (rounds-done, partition 0) that this deadline's round fired."""
-    label = str(deadline.round) if deadline.kind == "guidance_round" else deadline.kind
     fired = dict(w.get(table, FIRED_KEY) or {})
-    fired.setdefault(label, {"event_id": deadline.event_id, "at": deadline.at.isoformat(),
-                             "recorded_at": utcnow().isoformat()})
+    fired.setdefault(round_label(deadline.kind, deadline.round),
+                     {"event_id": deadline.event_id, "at": deadline.at.isoformat(),
+                      "recorded_at": utcnow().isoformat()})
     w.put(table, FIRED_KEY, fired)
 
 
