@@ -78,13 +78,14 @@ def attach(p: "Pipeline") -> None:
         and new state."""
         customer_id, records, state = encoded
         key = customer_id.encode()
-        # All or nothing: a record too large for Kafka fails the event before any write.
-        for value in [value for _, value in records] + ([state] if state else []):
+        # All or nothing: a record too large for Kafka (put checks the state) fails the
+        # event before any write.
+        for _, value in records:
             w.check_size(key, value)
-        for output, value in records:
-            await w.send(outputs[output], key, value, keyed_here=True)
         if state is not None:
             w.put(table, customer_id, state)
+        for output, value in records:
+            await w.send(outputs[output], key, value, keyed_here=True)
 
     def count(counts: Counts) -> None:
         for (metric, labels), n in counts.items():
