@@ -43,12 +43,17 @@ async def status_table(settings: Settings) -> str:
         lag = sum(max(ends[tp] - (committed.get(tp) or 0), 0)
                   for tp in mine) if topic in read else None
         rows.append((topic, str(counts[topic]), f"{end:,}", "" if lag is None else f"{lag:,}"))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
-                       for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
-             for row in rows]
     return (f"broker {settings.bootstrap}, worker group {settings.application_id}\n"
-            + "\n".join(lines))
+            + columns(rows, right_from=1))
+
+
+def columns(rows: list[tuple[str, ...]], right_from: int | None = None) -> str:
+    """Rows as aligned text columns, those from `right_from` on aligned right."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.rjust(w) if right_from is not None and i >= right_from
+                  else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
+        for row in rows)
 
 
 async def rounds_table(settings: Settings, program: Program) -> str:
@@ -72,6 +77,4 @@ async def rounds_table(settings: Settings, program: Program) -> str:
         when = due[label].isoformat() if label in due else "by hand"
         name = "reward notice" if label == "reward_notice" else label
         rows.append((name, when, fired, f"{len(done)}/{settings.partitions}"))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
-                     for row in rows)
+    return columns(rows)
