@@ -18,8 +18,11 @@ and per broker) goes through it.
 
 import asyncio
 import contextlib
+import io
 import struct
 import sys
+
+from aiokafka.protocol.types import UnsignedVarInt32
 
 API_VERSIONS = 18
 CHUNK = 1 << 18
@@ -29,59 +32,35 @@ CHUNK = 1 << 18
 DEFAULT_TAGS = {0: b"\x01", 1: b"\xff" * 8, 2: b"\x01", 3: b"\x00"}
 
 
-def read_uvarint(data: bytes, i: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[i]
-        i += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return value, i
-
-
-def uvarint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 def without_default_tags(response: bytes) -> bytes:
     """An ApiVersionsResponse (v3+, header included, length prefix excluded) with its
     body's default-valued tagged fields left out. Unparseable input is returned as is."""
+    data = io.BytesIO(response)
     try:
-        i = 4 + 2  # correlation id (header v0, no tags), error code
-        count, i = read_uvarint(response, i)
-        for _ in range(max(count - 1, 0)):
-            i += 6  # api key, min version, max version
-            tags, i = read_uvarint(response, i)
-            for _ in range(tags):
-                _, i = read_uvarint(response, i)
-                size, i = read_uvarint(response, i)
-                i += size
-        i += 4  # throttle time
-        body_tags_at = i
-        tags, i = read_uvarint(response, i)
+        data.seek(4 + 2)  # correlation id (header v0, no tags), error code
+        for _ in range(max(UnsignedVarInt32.decode(data) - 1, 0)):
+            data.seek(6, io.SEEK_CUR)  # api key, min version, max version
+            for _ in range(UnsignedVarInt32.decode(data)):  # its tagged fields
+                UnsignedVarInt32.decode(data)
+                data.seek(UnsignedVarInt32.decode(data), io.SEEK_CUR)
+        data.seek(4, io.SEEK_CUR)  # throttle time
+        body_tags_at = data.tell()
         kept = []
-        for _ in range(tags):
-            start = i
-            tag, i = read_uvarint(response, i)
-            size, i = read_uvarint(response, i)
-            value = response[i:i + size]
-            i += size
+        for _ in range(UnsignedVarInt32.decode(data)):
+            start = data.tell()
+            tag = UnsignedVarInt32.decode(data)
+            size = UnsignedVarInt32.decode(data)
+            value = data.read(size)
+            if len(value) < size:
+                return response
             if DEFAULT_TAGS.get(tag) != value:
-                kept.append(response[start:i])
-        if i != len(response):
-            return response
-    except IndexError:
+                kept.append(response[start:data.tell()])
+    except (struct.error, ValueError):
         return response
-    return response[:body_tags_at] + uvarint(len(kept)) + b"".join(kept)
+    if data.tell() != len(response):
+        return response
+    return (response[:body_tags_at] + UnsignedVarInt32.encode(len(kept))
+            + b"".join(kept))
 
 
 async def read_frame(reader: asyncio.StreamReader) -> bytes:
