@@ -846,10 +846,9 @@ def rows(r: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         ("peak RSS (MiB)", f"{m['peak_rss_bytes'] / 2**20:.1f}", "", ""),
         ("bytes per customer", f"{m['bytes_per_customer']:,.0f}", "", ""),
         ("recovery, clean restart (s to ready)", f"{rec['seconds']:.2f}", "", ""),
-        *([("recovery after SIGKILL (s to ready)", f"{rec['after_kill']['seconds']:.2f}",
-            "", ""),
-           ("recovery on the memory store (s to ready)",
-            f"{rec['memory_store']['seconds']:.2f}", "", "")] if "after_kill" in rec else []),
+        ("recovery after SIGKILL (s to ready)", f"{rec['after_kill']['seconds']:.2f}", "", ""),
+        ("recovery on the memory store (s to ready)", f"{rec['memory_store']['seconds']:.2f}",
+         "", ""),
     ]
 
 
@@ -959,8 +958,6 @@ def recovery_text(rec: dict[str, Any]) -> str:
         return ", ".join(f"{k.replace('_', ' ')} {v}"
                          for k, v in case["seconds_from_launch_to"].items())
 
-    if "after_kill" not in rec:  # a report from before the three cases
-        return f"- recovery: {rec['seconds']} s to ready."
     return (f"- recovery, seconds from launch: a clean restart (SIGTERM, start, same data "
             f"dir; {rec['store']} store): {marks(rec['clean_restart'])}; after SIGKILL, same "
             f"data dir: {marks(rec['after_kill'])}; a worker on the memory store, which "
