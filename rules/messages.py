@@ -15,6 +15,7 @@ from markupsafe import escape
 from rules.program import Program
 from rules.reminders import Recipient, send_after
 from schemas.outputs import Notification
+from schemas.round_view import RoundView
 from schemas.state import CustomerState
 
 SMS_MAX_BYTES = 90  # EUC-KR bytes; longer bodies go as LMS
@@ -162,31 +163,44 @@ def guidance(
     fallback: bool = False,
 ) -> Notification:
     """The notification task for one customer who is due round `round_no`."""
+    return Notification(**guidance_fields(state, round_no, round_at, recipient, program, now,
+                                          fallback))
+
+
+def guidance_fields(
+    state: CustomerState | RoundView,
+    round_no: int,
+    round_at: datetime,
+    recipient: Recipient,
+    program: Program,
+    now: datetime,
+    fallback: bool = False,
+) -> dict[str, object]:
+    """`guidance`'s task as the values of every Notification field, in the model's
+    order: what a round's fast path encodes without building the model."""
     assert state.decision is not None
     contact = state.cancellation.contact if state.cancellation else None
     template = program.rounds[round_no].template
     constants = _round_constants(program, round_no)
     name = clean_text(contact.name if contact else None, fallback="고객")
     refund = state.decision.refund_krw
-    common = {
+    sms = recipient.channel == "sms"
+    body = render_for(template, "sms" if sms else "txt", constants, name, refund)
+    return {
         "notification_id": notification_id(state.customer_id, round_no, fallback),
         "customer_id": state.customer_id,
         "round": round_no,
         "channel": recipient.channel,
         "to": recipient.to,
+        "message_type": sms_type(body) if sms else None,
+        "subject": None if sms else render_for(template, "subject", constants, name, refund),
+        "body": body,
+        "html": None if sms else render_for(template, "html", constants, name, refund),
         "template": template,
         "send_after": send_after(round_at, program),
         "created_at": now,
+        "kind": "guidance",
     }
-    if recipient.channel == "sms":
-        body = render_for(template, "sms", constants, name, refund)
-        return Notification(**common, body=body, message_type=sms_type(body))
-    return Notification(
-        **common,
-        subject=render_for(template, "subject", constants, name, refund),
-        body=render_for(template, "txt", constants, name, refund),
-        html=render_for(template, "html", constants, name, refund),
-    )
 
 
 def _round_constants(program: Program, round_no: int) -> tuple[tuple[str, object], ...]:

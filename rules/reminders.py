@@ -10,6 +10,7 @@ from typing import Literal
 
 from rules.program import Program
 from schemas.events import Channel, Contact
+from schemas.round_view import ContactView, RoundView
 from schemas.state import CustomerState
 
 Due = Literal["send", "unreachable", "not_due"]
@@ -21,7 +22,7 @@ class Recipient:
     to: str
 
 
-def round_due(state: CustomerState, round_no: int) -> Due:
+def round_due(state: CustomerState | RoundView, round_no: int) -> Due:
     """Whether a customer is due round `round_no` at the moment it is processed.
 
     Due: an eligible decision with a refund above zero, no scheduled refund,
@@ -40,7 +41,7 @@ def round_due(state: CustomerState, round_no: int) -> Due:
     return "send"
 
 
-def choose_recipient(contact: Contact | None) -> Recipient | None:
+def choose_recipient(contact: Contact | ContactView | None) -> Recipient | None:
     """The preferred channel if that contact exists, else SMS, else e-mail."""
     if contact is None:
         return None
